@@ -1,0 +1,106 @@
+//! The command line as clap sees it (DESIGN.md "Command line"): a plain description of the
+//! flags. `commands` turns it into work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-healthd",
+    version,
+    about = "Health checks for a fleet of MCP services, and the caretaker of their PostgreSQL database"
+)]
+pub struct Cli {
+    /// Configuration file [default: ./config.toml, then /etc/mcp-healthd/config.toml]
+    #[arg(
+        short,
+        long,
+        env = "MCP_HEALTHD_CONFIG",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: probe services, keep their status current, run maintenance jobs
+    Run,
+    /// Apply pending schema migrations (creating the database if missing) and print what ran
+    Migrate,
+    /// Probe services once and print the result; exit 1 if any is unhealthy
+    Check {
+        /// Only this service_type
+        #[arg(long, value_name = "SERVICE_TYPE")]
+        service: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Also write the results to the database
+        #[arg(long)]
+        record: bool,
+    },
+    /// Print the service_health_dashboard view
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Maintenance jobs
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// The service registry
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// The configuration file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// One-command local tour: sample services, the real daemon, a live status table
+    Demo,
+    /// Move data off the legacy mcp_instances/mcp_types tables (spec migrations 010 and 011)
+    #[command(subcommand)]
+    Legacy(LegacyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Schedules, next and last runs
+    List,
+    /// Run one job now, exactly as the scheduler would
+    Run { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Upsert service_registry from DIR/*/config.json
+    Import {
+        dir: PathBuf,
+        /// Mark services missing from DIR unavailable (never deletes)
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values (secrets redacted)
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LegacyCommand {
+    /// Copy mcp_instances into user_service_instances; every row not copied is recorded with its reason
+    Migrate,
+    /// Count source rows: migrated, rejected (by reason) and unaccounted
+    Report,
+    /// Archive the legacy tables (no plaintext tokens) and drop them; refuses unless every row is accounted for
+    Finalize {
+        /// Confirm: this drops mcp_instances and mcp_types
+        #[arg(long)]
+        yes: bool,
+    },
+}

@@ -1,0 +1,76 @@
+//! Turns a parsed command line into work: loads the configuration, starts the runtime, and
+//! hands each command to its module. Every command returns the process exit code.
+
+mod legacy;
+mod migrate;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, ConfigCommand, LegacyCommand};
+use crate::config::Config;
+use crate::daemon;
+
+/// Where the configuration comes from: the `-c` path (or default search) and `DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: Option<std::path::PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl ConfigSource {
+    pub fn from_env(path: Option<std::path::PathBuf>) -> Self {
+        Self {
+            path,
+            database_url: std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+        }
+    }
+
+    pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
+        Config::load(self.path.as_deref(), self.database_url.as_deref())
+    }
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let source = ConfigSource::from_env(cli.config);
+    let config = source.load()?;
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        return config_check(&config);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => daemon::run(config, source).await,
+            Command::Migrate => migrate::run(&config).await,
+            Command::Legacy(LegacyCommand::Migrate) => legacy::migrate(&config).await,
+            Command::Legacy(LegacyCommand::Report) => legacy::report(&config).await,
+            Command::Legacy(LegacyCommand::Finalize { yes }) => {
+                legacy::finalize(&config, yes).await
+            }
+            Command::Check { .. } => not_yet("check", 3),
+            Command::Status { .. } => not_yet("status", 7),
+            Command::Jobs(_) => not_yet("jobs", 4),
+            Command::Registry(_) => not_yet("registry import", 7),
+            Command::Demo => not_yet("demo", 7),
+            Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
+        }
+    })
+}
+
+fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`{command}` is not implemented yet (tracked in issue {issue})")
+}
+
+fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
+    let origin = config.source.as_ref().map_or_else(
+        || "built-in defaults (no file found)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    println!("# configuration OK: {origin}");
+    println!("# effective values (password redacted):");
+    print!("{}", config.to_effective_toml());
+    Ok(ExitCode::SUCCESS)
+}

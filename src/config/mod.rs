@@ -1,0 +1,226 @@
+//! Configuration: where the file is found, how it is parsed (strictly: unknown keys are errors),
+//! and the validated [`Config`] the rest of the daemon reads. `config check`, start-up and a
+//! reload all go through [`Config::load`], so they accept and reject exactly the same files.
+
+mod raw;
+mod types;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use types::{DatabaseUrl, LogFormat, StatusSet};
+
+use crate::cron::CronSchedule;
+
+/// Where the configuration is looked for when neither `-c` nor `MCP_HEALTHD_CONFIG` names a file.
+pub const DEFAULT_PATHS: [&str; 2] = ["./config.toml", "/etc/mcp-healthd/config.toml"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; `None` when only built-in defaults apply.
+    pub source: Option<PathBuf>,
+    pub database: DatabaseConfig,
+    pub probe: ProbeConfig,
+    pub registry: RegistryConfig,
+    pub uptime: UptimeConfig,
+    pub alerts: AlertsConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub auto_migrate: bool,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub default_host: String,
+    pub expected_status: StatusSet,
+    pub max_body_bytes: usize,
+    pub follow_redirects: u32,
+    pub degraded_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UptimeConfig {
+    pub window: Duration,
+    pub retain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub reminder_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    pub analytics_retention: AnalyticsRetentionConfig,
+    pub partition_maintenance: PartitionMaintenanceConfig,
+    pub validation_cache_cleanup: CacheCleanupConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyticsRetentionConfig {
+    pub schedule: CronSchedule,
+    pub retain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionMaintenanceConfig {
+    pub schedule: CronSchedule,
+    pub premake_months: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheCleanupConfig {
+    pub schedule: CronSchedule,
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `info,mcp_healthd=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `None` when `http.listen = ""` disables the endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// How long in-flight work may take to finish after SIGTERM before it is cancelled.
+    pub shutdown_grace: Duration,
+}
+
+/// One problem with one key. `key` is the dotted path (`probe.interval`) or `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("invalid configuration in {path}:{}", list(.errors))]
+    Invalid { path: String, errors: Vec<KeyError> },
+}
+
+fn list(errors: &[KeyError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("\n  {}: {}", e.key, e.reason))
+        .collect()
+}
+
+impl Config {
+    /// Finds and reads the configuration: the explicit `path` if given (it must exist), else the
+    /// first of [`DEFAULT_PATHS`] that exists, else built-in defaults. `database_url_env` is the
+    /// value of `DATABASE_URL`, which overrides `database.url`.
+    pub fn load(path: Option<&Path>, database_url_env: Option<&str>) -> Result<Self, ConfigError> {
+        let found = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+        };
+        let text = match &found {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let shown = found.as_ref().map_or_else(
+            || "<built-in defaults>".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let mut config = Self::from_toml(&text, &shown, database_url_env)?;
+        config.source = found;
+        Ok(config)
+    }
+
+    /// Parses and validates a configuration document; `origin` names it in error messages.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        database_url_env: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let raw = parse_raw(text, origin)?;
+        validate::validate(raw, database_url_env).map_err(|errors| ConfigError::Invalid {
+            path: origin.to_owned(),
+            errors,
+        })
+    }
+
+    /// The effective configuration as TOML, every default filled in and the password hidden.
+    pub fn to_effective_toml(&self) -> String {
+        let raw = validate::to_raw(self);
+        toml::to_string(&raw).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        // toml appends "in `table`" on a second line; the key path already says where.
+        let reason = e.into_inner().to_string();
+        let reason = reason.lines().next().unwrap_or_default().to_owned();
+        // serde may report an unknown key against its parent table; name the key itself.
+        let key = match unknown_field(&reason) {
+            Some(field) if key == "." => field.to_owned(),
+            Some(field) if key != field && !key.ends_with(&format!(".{field}")) => {
+                format!("{key}.{field}")
+            }
+            _ => key,
+        };
+        ConfigError::Invalid {
+            path: origin.to_owned(),
+            errors: vec![KeyError {
+                key,
+                reason: reason.trim_end().to_owned(),
+            }],
+        }
+    })
+}
+
+/// Pulls `foo` out of serde's "unknown field `foo`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}

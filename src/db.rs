@@ -1,0 +1,178 @@
+//! The database connection: building the pool, creating the database when it is missing,
+//! and the embedded migrations (the single source of truth for the schema).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+
+/// Every file of `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot create database {name} on {url}: {source}")]
+    Create {
+        name: String,
+        url: String,
+        source: sqlx::Error,
+    },
+    #[error("migrating {url} failed: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// A migration that `migrate` applied in this run.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: i64,
+    pub description: String,
+}
+
+fn connect_options(url: &DatabaseUrl) -> Result<PgConnectOptions, DbError> {
+    url.expose()
+        .parse::<PgConnectOptions>()
+        .map(|o| o.application_name("mcp-healthd"))
+        .map_err(|source| DbError::Connect {
+            url: url.to_string(),
+            source,
+        })
+}
+
+/// Opens a pool; fails after `connect_timeout` if the server does not answer.
+pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.connect_timeout)
+        .connect_with(connect_options(&config.url)?)
+        .await
+        .map_err(|source| DbError::Connect {
+            url: config.url.to_string(),
+            source,
+        })
+}
+
+/// Creates the database named in the URL if it does not exist. Returns whether it created it.
+pub async fn ensure_database(url: &DatabaseUrl) -> Result<bool, DbError> {
+    let create_err = |source| DbError::Create {
+        name: url.database_name().unwrap_or_default(),
+        url: url.to_string(),
+        source,
+    };
+    if Postgres::database_exists(url.expose())
+        .await
+        .map_err(create_err)?
+    {
+        return Ok(false);
+    }
+    match Postgres::create_database(url.expose()).await {
+        Ok(()) => Ok(true),
+        // Another daemon created it between our check and our CREATE.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
+        Err(e) => Err(create_err(e)),
+    }
+}
+
+/// Applies pending migrations (under the migrator's advisory lock, so several daemons starting
+/// together are safe) and returns the ones this call applied, oldest first.
+pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<Vec<Applied>, DbError> {
+    let before: HashSet<i64> = applied_versions(pool).await?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|source| DbError::Migrate {
+            url: url.to_string(),
+            source,
+        })?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+        .map(|m| Applied {
+            version: m.version,
+            description: m.description.to_string(),
+        })
+        .collect())
+}
+
+async fn applied_versions(pool: &PgPool) -> Result<HashSet<i64>, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Connects, creating the database first if `create` is set, and migrates when `migrate` is set.
+/// The one-shot commands use this; `run` uses the same steps with retries around them.
+pub async fn open(
+    config: &DatabaseConfig,
+    create: bool,
+    run_migrations: bool,
+) -> Result<(PgPool, Vec<Applied>), DbError> {
+    if create {
+        ensure_database(&config.url).await?;
+    }
+    let pool = connect(config).await?;
+    let applied = if run_migrations {
+        migrate(&pool, &config.url).await?
+    } else {
+        Vec::new()
+    };
+    Ok((pool, applied))
+}
+
+/// Exponential backoff with a ceiling, for reconnecting: 0.5 s, 1 s, 2 s, ... up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+    started: Instant,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(500),
+            max,
+            started: Instant::now(),
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_ceiling() {
+        let mut b = Backoff::new(Duration::from_secs(3));
+        let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
+    }
+}

@@ -1,0 +1,22 @@
+//! `mcp-healthd`: watches a fleet of MCP services over HTTP, keeps their health in PostgreSQL,
+//! and runs the database's periodic maintenance. See ARCHITECTURE.md for the map; the binary
+//! (`main.rs`) only parses arguments and reports errors.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod cron;
+pub mod daemon;
+pub mod db;
+pub mod legacy;
+pub mod registry;
+pub mod telemetry;
+
+/// Exit status for a bad configuration (sysexits.h `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Installs rustls' `ring` crypto provider; reqwest and sqlx need one before building clients.
+/// Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
