@@ -227,11 +227,13 @@ $$;
 -- whatever its name (found by its bounds in the catalog, so hand-made
 -- partitions count). Rows of that month sitting in the default partition are
 -- moved into the new partition in the same transaction.
--- TimeZone is pinned to UTC so the bound literals and their catalog rendering
--- mean UTC whatever the caller's session says.
+-- TimeZone and DateStyle are pinned so the bound literals it writes, and the
+-- catalog's rendering of existing bounds, read the same (UTC, ISO) whatever
+-- the caller's session says.
 CREATE FUNCTION ensure_usage_analytics_partition(p_month date) RETURNS boolean
 LANGUAGE plpgsql
 SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
 AS $$
 DECLARE
     v_parent  regclass    := 'service_usage_analytics'::regclass;
