@@ -1,20 +1,76 @@
 //! The daemon's lifecycle (`mcp-healthd run`): connect (retrying while the database is down),
-//! migrate, load the registry, then run until SIGTERM/SIGINT. A second signal exits at once.
+//! migrate, read back the services' state, then run the prober pipeline until SIGTERM/SIGINT:
+//!
+//! registry watch -> scheduler -> probe tasks -> monitor (state machine, alert log) -> writer.
+//!
+//! Shutdown: no new checks; in-flight checks get `daemon.shutdown_grace`; the monitor drains;
+//! the writer flushes once more. A second signal exits at once.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::ConfigSource;
 use crate::config::Config;
-use crate::{db, registry, telemetry};
+use crate::health::Thresholds;
+use crate::monitor::Monitor;
+use crate::probe::Prober;
+use crate::registry::RegistryRow;
+use crate::scheduler::Scheduler;
+use crate::store::{self, Pending};
+use crate::target::{self, Planned};
+use crate::writer::Writer;
+use crate::{db, registry};
+
+pub fn thresholds(config: &Config) -> Thresholds {
+    Thresholds {
+        failure: config.probe.failure_threshold,
+        success: config.probe.success_threshold,
+        degraded_after: config.probe.degraded_after,
+        reminder_interval: config.alerts.reminder_interval,
+    }
+}
+
+pub fn plan_all(rows: &[RegistryRow], config: &Config) -> Vec<Planned> {
+    rows.iter()
+        .map(|r| target::plan(r, &config.probe))
+        .collect()
+}
+
+/// `host:pid`, written to `service_health_status.checked_by`.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{host}:{}", std::process::id())
+}
+
+fn log_registry(planned: &[Planned], event: &'static str) {
+    let invalid: Vec<&str> = planned
+        .iter()
+        .filter(|p| matches!(p, Planned::Invalid(_)))
+        .map(Planned::service_type)
+        .collect();
+    tracing::info!(
+        event,
+        services = planned.len(),
+        invalid = invalid.len(),
+        "registry loaded"
+    );
+    for p in planned {
+        if let Planned::Invalid(i) = p {
+            tracing::warn!(event = "invalid_target", service_type = %i.service_type, url = %i.url, reason = %i.reason);
+        }
+    }
+}
 
 pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCode> {
-    telemetry::init(&config.log);
     let shutdown = CancellationToken::new();
     let signals = spawn_signal_handler(shutdown.clone())?;
 
@@ -22,18 +78,68 @@ pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCo
         signals.abort();
         return Ok(ExitCode::SUCCESS);
     };
-    let services = registry::load_available(&pool).await?;
-    tracing::info!(
-        event = "daemon_started",
-        services = services.len(),
-        database = %config.database.url,
-        "registry loaded"
+    let rows = registry::load_available(&pool).await?;
+    let states = store::load_states(&pool).await?;
+
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let (reports, report_rx) = mpsc::channel(4096);
+    let monitor =
+        tokio::spawn(Monitor::new(states, thresholds(&config), pending.clone()).run(report_rx));
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(
+        Writer {
+            pool: pool.clone(),
+            pending,
+            flush_interval: config.database.flush_interval,
+            uptime_window: config.uptime.window,
+            check_interval: config.probe.interval,
+            checked_by: identity(),
+        }
+        .run(writer_stop.clone()),
     );
 
-    shutdown.cancelled().await;
-    tracing::info!(event = "daemon_stopped", "shutting down");
+    let mut scheduler = Scheduler::new(
+        Prober::new(&config.probe)?,
+        config.probe.interval,
+        config.probe.concurrency,
+        reports,
+    );
+    let planned = plan_all(&rows, &config);
+    log_registry(&planned, "daemon_started");
+    scheduler.apply(planned);
+
+    let (changes, mut change_rx) = mpsc::channel(4);
+    let watcher = tokio::spawn(registry::watch(
+        pool.clone(),
+        config.registry.refresh_interval,
+        changes,
+        rows,
+        shutdown.child_token(),
+    ));
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(rows) = change_rx.recv() => {
+                let planned = plan_all(&rows, &config);
+                log_registry(&planned, "registry_changed");
+                scheduler.apply(planned);
+            }
+        }
+    }
+
+    tracing::info!(
+        event = "daemon_stopping",
+        "no new checks; finishing those in flight"
+    );
+    scheduler.stop(config.daemon.shutdown_grace).await;
+    let _ = monitor.await;
+    writer_stop.cancel();
+    let _ = writer.await;
+    let _ = watcher.await;
     pool.close().await;
     signals.abort();
+    tracing::info!(event = "daemon_stopped", "stopped");
     Ok(ExitCode::SUCCESS)
 }
 

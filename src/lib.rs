@@ -2,15 +2,23 @@
 //! and runs the database's periodic maintenance. See ARCHITECTURE.md for the map; the binary
 //! (`main.rs`) only parses arguments and reports errors.
 
+pub mod alerts;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod cron;
 pub mod daemon;
 pub mod db;
+pub mod health;
 pub mod legacy;
+pub mod monitor;
+pub mod probe;
 pub mod registry;
+pub mod scheduler;
+pub mod store;
+pub mod target;
 pub mod telemetry;
+pub mod writer;
 
 /// Exit status for a bad configuration (sysexits.h `EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;

@@ -1,6 +1,7 @@
 //! Turns a parsed command line into work: loads the configuration, starts the runtime, and
 //! hands each command to its module. Every command returns the process exit code.
 
+mod check;
 mod legacy;
 mod migrate;
 
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return config_check(&config);
     }
+    crate::telemetry::init(&config.log);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
@@ -50,7 +52,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Legacy(LegacyCommand::Finalize { yes }) => {
                 legacy::finalize(&config, yes).await
             }
-            Command::Check { .. } => not_yet("check", 3),
+            Command::Check {
+                service,
+                json,
+                record,
+            } => check::run(&config, service.as_deref(), json, record).await,
             Command::Status { .. } => not_yet("status", 7),
             Command::Jobs(_) => not_yet("jobs", 4),
             Command::Registry(_) => not_yet("registry import", 7),

@@ -38,6 +38,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub auto_migrate: bool,
     pub connect_timeout: Duration,
+    /// How often check results are written (one statement per flush).
+    pub flush_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

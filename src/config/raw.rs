@@ -24,6 +24,7 @@ pub struct RawDatabase {
     pub max_connections: i64,
     pub auto_migrate: bool,
     pub connect_timeout: String,
+    pub flush_interval: String,
 }
 
 impl Default for RawDatabase {
@@ -33,6 +34,7 @@ impl Default for RawDatabase {
             max_connections: 4,
             auto_migrate: true,
             connect_timeout: "5s".into(),
+            flush_interval: "1s".into(),
         }
     }
 }

@@ -105,6 +105,7 @@ pub(super) fn validate(
         ),
         auto_migrate: raw.database.auto_migrate,
         connect_timeout: c.duration("database.connect_timeout", &raw.database.connect_timeout),
+        flush_interval: c.duration("database.flush_interval", &raw.database.flush_interval),
     };
 
     let p = &raw.probe;
@@ -290,6 +291,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             max_connections: c.database.max_connections.into(),
             auto_migrate: c.database.auto_migrate,
             connect_timeout: d(c.database.connect_timeout),
+            flush_interval: d(c.database.flush_interval),
         },
         probe: RawProbe {
             interval: d(c.probe.interval),

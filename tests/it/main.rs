@@ -1,9 +1,16 @@
 //! End-to-end tests: the real binary, the real PostgreSQL (`DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), one fresh database per test.
 
+mod daemon;
+mod fleet;
 mod helpers;
 
 mod analytics_partitions;
+mod check_command;
 mod config_check;
 mod legacy_migration;
 mod migrations;
+mod prober;
+mod proxy;
+mod registry_watch;
+mod resilience;

@@ -1,0 +1,151 @@
+//! `mcp-healthd check [--service T] [--json] [--record]`: one round of checks over the
+//! registry (or one service), printed as a table or JSON; exit 1 if any check failed. Writes
+//! nothing unless `--record`, which runs the results through the daemon's own state machine
+//! and writer.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::daemon::{identity, plan_all, thresholds};
+use crate::monitor::{Monitor, Report};
+use crate::probe::{Check, ErrorKind, Outcome, Prober};
+use crate::store::{self, FlushContext, Pending};
+use crate::target::Planned;
+use crate::{db, registry};
+
+#[derive(Serialize)]
+struct Row<'a> {
+    service_type: &'a str,
+    url: &'a str,
+    healthy: bool,
+    status: Option<u16>,
+    error_kind: Option<&'static str>,
+    error: Option<String>,
+    response_time_ms: u64,
+}
+
+pub async fn run(
+    config: &Config,
+    service: Option<&str>,
+    json: bool,
+    record: bool,
+) -> anyhow::Result<ExitCode> {
+    let auto = config.database.auto_migrate;
+    let (pool, _) = db::open(&config.database, auto, auto).await?;
+    let mut rows = registry::load_available(&pool).await?;
+    if let Some(wanted) = service {
+        rows.retain(|r| r.service_type == wanted);
+        if rows.is_empty() {
+            anyhow::bail!("no available service named {wanted:?} in service_registry");
+        }
+    }
+    let reports = probe_all(plan_all(&rows, config), config).await?;
+
+    let table: Vec<Row> = reports
+        .iter()
+        .map(|r| Row {
+            service_type: &r.service_type,
+            url: &r.url,
+            healthy: r.check.outcome.is_success(),
+            status: match r.check.outcome {
+                Outcome::Success { status } => Some(status),
+                Outcome::Failure { .. } => None,
+            },
+            error_kind: r.check.outcome.kind().map(ErrorKind::as_str),
+            error: r.check.outcome.error_message(),
+            response_time_ms: r.check.latency.as_millis() as u64,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print_table(&table);
+    }
+
+    if record {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let mut monitor = Monitor::new(
+            store::load_states(&pool).await?,
+            thresholds(config),
+            pending.clone(),
+        );
+        for r in &reports {
+            monitor.apply(r);
+        }
+        let batch = std::mem::take(&mut *pending.lock().expect("pending batch lock poisoned"));
+        let ctx = FlushContext {
+            uptime_window: config.uptime.window,
+            check_interval: config.probe.interval,
+            checked_by: &identity(),
+        };
+        store::flush(&pool, &batch, &ctx, chrono::Utc::now())
+            .await
+            .context("recording the results failed")?;
+    }
+    pool.close().await;
+    Ok(if table.iter().all(|r| r.healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Checks every planned service once, `probe.concurrency` at a time, in registry order.
+pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result<Vec<Report>> {
+    let prober = Prober::new(&config.probe)?;
+    let limit = Arc::new(Semaphore::new(config.probe.concurrency));
+    let checks = planned.into_iter().map(|p| {
+        let (prober, limit) = (prober.clone(), limit.clone());
+        async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+            let check = match &p {
+                Planned::Probe(t) => prober.check(t).await,
+                Planned::Invalid(i) => Check {
+                    started_at: chrono::Utc::now(),
+                    latency: std::time::Duration::ZERO,
+                    outcome: Outcome::failure(ErrorKind::InvalidTarget, i.reason.clone()),
+                },
+            };
+            Report {
+                service_type: p.service_type().to_owned(),
+                url: p.url().to_owned(),
+                check,
+            }
+        }
+    });
+    Ok(futures::future::join_all(checks).await)
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows
+        .iter()
+        .map(|r| r.service_type.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:<width$}  {:<7}  {:>8}  {:<40}  ERROR",
+        "SERVICE", "RESULT", "LATENCY", "URL"
+    );
+    for r in rows {
+        println!(
+            "{:<width$}  {:<7}  {:>6}ms  {:<40}  {}",
+            r.service_type,
+            if r.healthy { "ok" } else { "FAIL" },
+            r.response_time_ms,
+            r.url,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    let failed = rows.iter().filter(|r| !r.healthy).count();
+    println!(
+        "{} checked, {} healthy, {failed} failing",
+        rows.len(),
+        rows.len() - failed
+    );
+}

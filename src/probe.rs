@@ -1,0 +1,311 @@
+//! One HTTP check of one target: `Prober::check(&Target) -> Check`. No database, no state: a
+//! down service is data (`Outcome::Failure { kind, detail }`), never an `Err`.
+//!
+//! Like blackbox_exporter and the kubelet, every check opens a new connection (the client keeps
+//! no idle connections), the whole check (connect, request, capped body read) is bounded by
+//! the target's timeout, and at most `max_body_bytes` of the body are read.
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::ProbeConfig;
+use crate::target::{Method, Target};
+
+/// The failure classes of DESIGN.md; `error_message` is `KIND: detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    Timeout,
+    Connect,
+    Dns,
+    Tls,
+    Status,
+    Protocol,
+    Redirect,
+    Body,
+    InvalidTarget,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Dns,
+        ErrorKind::Tls,
+        ErrorKind::Status,
+        ErrorKind::Protocol,
+        ErrorKind::Redirect,
+        ErrorKind::Body,
+        ErrorKind::InvalidTarget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Status => "status",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Redirect => "redirect",
+            ErrorKind::Body => "body",
+            ErrorKind::InvalidTarget => "invalid_target",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success { status: u16 },
+    Failure { kind: ErrorKind, detail: String },
+}
+
+impl Outcome {
+    pub fn failure(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Outcome::Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success { .. })
+    }
+
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Outcome::Success { .. } => None,
+            Outcome::Failure { kind, .. } => Some(*kind),
+        }
+    }
+
+    /// `error_message` as stored and logged: `KIND: detail`, or `None` on success.
+    pub fn error_message(&self) -> Option<String> {
+        match self {
+            Outcome::Success { .. } => None,
+            Outcome::Failure { kind, detail } => Some(format!("{kind}: {detail}")),
+        }
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub started_at: DateTime<Utc>,
+    /// Request start to the end of the (capped) body read; up to the timeout on failure.
+    pub latency: Duration,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone)]
+pub struct Prober {
+    client: reqwest::Client,
+    max_body_bytes: usize,
+}
+
+impl Prober {
+    pub fn new(config: &ProbeConfig) -> anyhow::Result<Self> {
+        let redirect = match config.follow_redirects {
+            0 => reqwest::redirect::Policy::none(),
+            n => reqwest::redirect::Policy::limited(n as usize),
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("mcp-healthd/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(0)
+            .redirect(redirect)
+            .no_proxy()
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    pub async fn check(&self, target: &Target) -> Check {
+        let started_at = Utc::now();
+        let start = Instant::now();
+        let outcome = match tokio::time::timeout(target.timeout, self.exchange(target)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::failure(
+                ErrorKind::Timeout,
+                format!(
+                    "no complete response within {}",
+                    humantime::format_duration(target.timeout)
+                ),
+            ),
+        };
+        Check {
+            started_at,
+            latency: start.elapsed(),
+            outcome,
+        }
+    }
+
+    async fn exchange(&self, target: &Target) -> Outcome {
+        let method = match target.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut request = self.client.request(method, target.url.clone());
+        for (name, value) in &target.headers {
+            request = request.header(name, value);
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return classify(&e),
+        };
+        let status = response.status().as_u16();
+        // Read (at most max_body_bytes of) the body: a check is over when its body is.
+        let mut body = Vec::new();
+        if target.method != Method::Head {
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = self.max_body_bytes.saturating_sub(body.len());
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if body.len() >= self.max_body_bytes {
+                            break; // dropping the response closes the connection
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return classify(&e),
+                }
+            }
+        }
+        if !target.expected_status.contains(status) {
+            let kind = if (300..400).contains(&status) {
+                ErrorKind::Redirect
+            } else {
+                ErrorKind::Status
+            };
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(|l| format!(" to {l}"))
+                .unwrap_or_default();
+            return Outcome::failure(
+                kind,
+                format!(
+                    "HTTP {status}{location} (expected {})",
+                    target.expected_status
+                ),
+            );
+        }
+        if let Some(needle) = &target.body_contains
+            && !contains(&body, needle.as_bytes())
+        {
+            return Outcome::failure(
+                ErrorKind::Body,
+                format!(
+                    "the first {} bytes of the body do not contain {needle:?}",
+                    body.len()
+                ),
+            );
+        }
+        Outcome::Success { status }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sorts a transport error into one KIND, with the most specific cause as the detail.
+fn classify(e: &reqwest::Error) -> Outcome {
+    let causes: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(e.source(), |&c| c.source()).collect();
+    let detail = causes
+        .last()
+        .map_or_else(|| e.to_string(), |c| c.to_string());
+    let any =
+        |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|c| pred(*c));
+
+    let kind = if e.is_redirect() {
+        ErrorKind::Redirect
+    } else if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if any(&|c| c.is::<rustls::Error>()) {
+        ErrorKind::Tls
+    } else if any(&|c| c.to_string().starts_with("dns error")) {
+        ErrorKind::Dns
+    } else if e.is_connect() {
+        ErrorKind::Connect
+    } else if any(&|c| {
+        c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status())
+    }) {
+        ErrorKind::Protocol
+    } else if any(&|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        })
+    }) {
+        ErrorKind::Connect
+    } else if e.is_body() || e.is_decode() {
+        ErrorKind::Body
+    } else {
+        ErrorKind::Protocol
+    };
+    let detail = if kind == ErrorKind::Redirect && causes.is_empty() {
+        e.to_string()
+    } else {
+        detail
+    };
+    Outcome::failure(kind, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_kind_colon_detail() {
+        let o = Outcome::failure(ErrorKind::InvalidTarget, "port 0 is outside 1-65535");
+        assert_eq!(
+            o.error_message().as_deref(),
+            Some("invalid_target: port 0 is outside 1-65535")
+        );
+        assert_eq!(Outcome::Success { status: 200 }.error_message(), None);
+    }
+
+    #[test]
+    fn kinds_print_as_the_design_names_them() {
+        let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "timeout",
+                "connect",
+                "dns",
+                "tls",
+                "status",
+                "protocol",
+                "redirect",
+                "body",
+                "invalid_target"
+            ]
+        );
+    }
+
+    #[test]
+    fn body_search() {
+        assert!(contains(b"{\"status\":\"ok\"}", b"\"ok\""));
+        assert!(!contains(b"degraded", b"ok"));
+    }
+}

@@ -1,0 +1,209 @@
+//! The status path: one statement per flush, whatever the number of services. It adds the
+//! batch's counts to the hourly rollups, recomputes each service's uptime over the window from
+//! those rollups, and upserts the services' status rows, all atomically.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::pending::{Pending, hour_of};
+use crate::health::ServiceState;
+
+/// The rollup upsert runs as a data-modifying CTE; its RETURNING rows stand in for the rows it
+/// replaced (a statement cannot see its own writes), so uptime includes this batch's checks.
+const FLUSH: &str = "
+WITH rollup_in AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::bigint[], $6::int[])
+           AS t(service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
+), upserted AS (
+    INSERT INTO service_health_rollups AS r (service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
+    SELECT i.service_type, i.hour, i.checks, i.failures, i.latency_sum_ms, i.latency_max_ms
+      FROM rollup_in i JOIN service_registry USING (service_type)
+    ON CONFLICT (service_type, hour) DO UPDATE
+       SET checks = r.checks + EXCLUDED.checks,
+           failures = r.failures + EXCLUDED.failures,
+           latency_sum_ms = r.latency_sum_ms + EXCLUDED.latency_sum_ms,
+           latency_max_ms = greatest(r.latency_max_ms, EXCLUDED.latency_max_ms)
+    RETURNING r.service_type, r.hour, r.checks, r.failures
+), status_in AS (
+    SELECT * FROM unnest($7::text[], $8::bool[], $9::timestamptz[], $10::int[], $11::text[], $12::text[],
+                         $13::int[], $14::int[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+           AS t(service_type, is_healthy, checked_at, response_time_ms, error_message, error_kind,
+                consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at)
+), in_window AS (
+    SELECT r.service_type, r.checks, r.failures
+      FROM service_health_rollups r
+     WHERE r.service_type IN (SELECT service_type FROM status_in)
+       AND r.hour >= $18
+       AND NOT EXISTS (SELECT 1 FROM upserted u WHERE u.service_type = r.service_type AND u.hour = r.hour)
+    UNION ALL
+    SELECT u.service_type, u.checks, u.failures FROM upserted u WHERE u.hour >= $18
+), uptime AS (
+    SELECT service_type, (100.0 * sum(checks - failures) / nullif(sum(checks), 0))::float8 AS pct
+      FROM in_window GROUP BY service_type
+)
+INSERT INTO service_health_status AS s
+       (service_type, is_healthy, last_health_check, response_time_ms, error_message, error_kind,
+        consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
+        uptime_percentage, check_interval_ms, checked_by)
+SELECT i.service_type, i.is_healthy, i.checked_at, i.response_time_ms, i.error_message, i.error_kind,
+       i.consecutive_failures, i.consecutive_successes, i.last_success_at, i.last_failure_at, i.state_changed_at,
+       u.pct, $19, $20
+  FROM status_in i
+  JOIN service_registry USING (service_type)
+  LEFT JOIN uptime u USING (service_type)
+ON CONFLICT (service_type) DO UPDATE
+   SET is_healthy = EXCLUDED.is_healthy,
+       last_health_check = EXCLUDED.last_health_check,
+       response_time_ms = EXCLUDED.response_time_ms,
+       error_message = EXCLUDED.error_message,
+       error_kind = EXCLUDED.error_kind,
+       consecutive_failures = EXCLUDED.consecutive_failures,
+       consecutive_successes = EXCLUDED.consecutive_successes,
+       last_success_at = EXCLUDED.last_success_at,
+       last_failure_at = EXCLUDED.last_failure_at,
+       state_changed_at = EXCLUDED.state_changed_at,
+       uptime_percentage = coalesce(EXCLUDED.uptime_percentage, s.uptime_percentage),
+       check_interval_ms = EXCLUDED.check_interval_ms,
+       checked_by = EXCLUDED.checked_by";
+
+/// Context of a flush that is the same for every row.
+#[derive(Debug, Clone)]
+pub struct FlushContext<'a> {
+    pub uptime_window: Duration,
+    pub check_interval: Duration,
+    pub checked_by: &'a str,
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Writes `batch` in one statement.
+pub async fn flush(
+    pool: &PgPool,
+    batch: &Pending,
+    ctx: &FlushContext<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let n = batch.rollups.len();
+    let (mut r_service, mut r_hour, mut r_checks, mut r_failures, mut r_sum, mut r_max) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((service, hour), d) in &batch.rollups {
+        r_service.push(service.as_str());
+        r_hour.push(*hour);
+        r_checks.push(d.checks);
+        r_failures.push(d.failures);
+        r_sum.push(d.latency_sum_ms);
+        r_max.push(d.latency_max_ms);
+    }
+    let n = batch.status.len();
+    let mut s_service = Vec::with_capacity(n);
+    let mut healthy = Vec::with_capacity(n);
+    let mut checked_at = Vec::with_capacity(n);
+    let mut latency = Vec::with_capacity(n);
+    let mut message = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut failures = Vec::with_capacity(n);
+    let mut successes = Vec::with_capacity(n);
+    let mut last_success = Vec::with_capacity(n);
+    let mut last_failure = Vec::with_capacity(n);
+    let mut changed = Vec::with_capacity(n);
+    for (service, row) in &batch.status {
+        s_service.push(service.as_str());
+        healthy.push(row.state.healthy);
+        checked_at.push(row.checked_at);
+        latency.push(row.response_time_ms);
+        message.push(row.error_message.as_deref());
+        kind.push(row.error_kind);
+        failures.push(to_i32(row.state.consecutive_failures));
+        successes.push(to_i32(row.state.consecutive_successes));
+        last_success.push(row.state.last_success_at);
+        last_failure.push(row.state.last_failure_at);
+        changed.push(row.state.state_changed_at);
+    }
+    let window =
+        chrono::TimeDelta::from_std(ctx.uptime_window).unwrap_or(chrono::TimeDelta::days(1));
+    let window_start = hour_of(now - window);
+    let interval_ms = i32::try_from(ctx.check_interval.as_millis()).unwrap_or(i32::MAX);
+    sqlx::query(FLUSH)
+        .bind(&r_service)
+        .bind(&r_hour)
+        .bind(&r_checks)
+        .bind(&r_failures)
+        .bind(&r_sum)
+        .bind(&r_max)
+        .bind(&s_service)
+        .bind(&healthy)
+        .bind(&checked_at)
+        .bind(&latency)
+        .bind(&message)
+        .bind(&kind)
+        .bind(&failures)
+        .bind(&successes)
+        .bind(&last_success)
+        .bind(&last_failure)
+        .bind(&changed)
+        .bind(window_start)
+        .bind(interval_ms)
+        .bind(ctx.checked_by)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The state machine's memory, as the last run left it, for every service that has a status.
+pub async fn load_states(pool: &PgPool) -> sqlx::Result<HashMap<String, ServiceState>> {
+    type Row = (
+        String,
+        Option<bool>,
+        i32,
+        i32,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT service_type::text, is_healthy, consecutive_failures, consecutive_successes,
+                last_success_at, last_failure_at, state_changed_at
+           FROM service_health_status",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                service,
+                healthy,
+                failures,
+                successes,
+                last_success_at,
+                last_failure_at,
+                state_changed_at,
+            )| {
+                let state = ServiceState {
+                    healthy,
+                    consecutive_failures: u32::try_from(failures).unwrap_or(0),
+                    consecutive_successes: u32::try_from(successes).unwrap_or(0),
+                    last_success_at,
+                    last_failure_at,
+                    state_changed_at,
+                    degraded: false,
+                    // A service that was already down was already alerted: the next reminder is due
+                    // a whole reminder interval from the restart, not at once.
+                    last_alert_at: (healthy == Some(false)).then(Utc::now),
+                };
+                (service, state)
+            },
+        )
+        .collect())
+}

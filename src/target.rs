@@ -1,0 +1,423 @@
+//! Registry row -> probe target (pure). Everything a check needs is decided here, once per
+//! registry load: the URL, the method, the timeout, the accepted statuses, extra headers and an
+//! optional body assertion. A row that cannot be probed becomes an [`InvalidTarget`] whose
+//! reason is recorded as an `invalid_target` failure; it never stops the other services.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{ProbeConfig, StatusSet};
+use crate::registry::RegistryRow;
+
+const MAX_URL_LEN: usize = 2048;
+const MAX_ENDPOINT_LEN: usize = 255;
+const MAX_HEADERS: usize = 32;
+const MAX_BODY_CONTAINS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One service, ready to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub service_type: String,
+    pub url: url::Url,
+    pub method: Method,
+    pub timeout: Duration,
+    pub expected_status: StatusSet,
+    pub headers: Vec<(String, String)>,
+    pub body_contains: Option<String>,
+}
+
+/// A registry row that cannot be probed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidTarget {
+    pub service_type: String,
+    /// What the daemon would have probed, as far as it could tell.
+    pub url: String,
+    pub reason: String,
+}
+
+/// `service_config -> 'health'`: per-service overrides of the probe settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HealthOverrides {
+    timeout: Option<String>,
+    expected_status: Option<String>,
+    method: Option<String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    body_contains: Option<String>,
+}
+
+/// Either kind of entry the scheduler runs: a probe, or a row that fails every check with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    Probe(Target),
+    Invalid(InvalidTarget),
+}
+
+impl Planned {
+    pub fn service_type(&self) -> &str {
+        match self {
+            Planned::Probe(t) => &t.service_type,
+            Planned::Invalid(i) => &i.service_type,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Planned::Probe(t) => t.url.as_str(),
+            Planned::Invalid(i) => &i.url,
+        }
+    }
+}
+
+pub fn plan(row: &RegistryRow, probe: &ProbeConfig) -> Planned {
+    match build(row, probe) {
+        Ok(t) => Planned::Probe(t),
+        Err(reason) => Planned::Invalid(InvalidTarget {
+            service_type: row.service_type.clone(),
+            url: raw_url(row, probe),
+            reason,
+        }),
+    }
+}
+
+/// The URL as the row describes it, for logs, even when it is not valid.
+fn raw_url(row: &RegistryRow, probe: &ProbeConfig) -> String {
+    match row
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        Some(base) => format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            row.health_check_endpoint
+        ),
+        None => format!(
+            "http://{}:{}{}",
+            host_for_url(&probe.default_host),
+            row.port,
+            row.health_check_endpoint
+        ),
+    }
+}
+
+fn host_for_url(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
+    let endpoint = &row.health_check_endpoint;
+    if !endpoint.starts_with('/') {
+        return Err(format!(
+            "health_check_endpoint {endpoint:?} must start with '/'"
+        ));
+    }
+    if endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "health_check_endpoint is {} bytes long (max {MAX_ENDPOINT_LEN})",
+            endpoint.len()
+        ));
+    }
+    let base = row
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty());
+    if base.is_none() && !(1..=65535).contains(&row.port) {
+        return Err(format!("port {} is outside 1-65535", row.port));
+    }
+    let text = raw_url(row, probe);
+    if text.len() > MAX_URL_LEN {
+        return Err(format!(
+            "URL is {} bytes long (max {MAX_URL_LEN})",
+            text.len()
+        ));
+    }
+    let url = url::Url::parse(&text).map_err(|e| format!("URL {text:?} does not parse ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "URL scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("URL {text:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "credentials in base_url are not allowed; use service_config.health.headers".into(),
+        );
+    }
+
+    let overrides = overrides(&row.service_config.0)?;
+    let timeout = match overrides.timeout.as_deref() {
+        Some(raw) => {
+            let d = humantime::parse_duration(raw)
+                .map_err(|e| format!("health.timeout: invalid duration {raw:?} ({e})"))?;
+            if d.is_zero() || d > probe.interval {
+                return Err(format!(
+                    "health.timeout must be above zero and at most probe.interval, not {raw:?}"
+                ));
+            }
+            d
+        }
+        None => probe.timeout,
+    };
+    let expected_status = match overrides.expected_status.as_deref() {
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| format!("health.expected_status: {e}"))?,
+        None => probe.expected_status.clone(),
+    };
+    let method = match overrides
+        .method
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        Some(other) => {
+            return Err(format!(
+                "health.method must be GET, HEAD or POST, not {other:?}"
+            ));
+        }
+    };
+    let headers: Vec<(String, String)> =
+        overrides.headers.unwrap_or_default().into_iter().collect();
+    if headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "health.headers has {} entries (max {MAX_HEADERS})",
+            headers.len()
+        ));
+    }
+    for (name, value) in &headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("health.headers: {name:?} is not a header name"))?;
+        reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            format!("health.headers: the value of {name:?} is not a valid header value")
+        })?;
+    }
+    if let Some(needle) = &overrides.body_contains {
+        if needle.is_empty() || needle.len() > MAX_BODY_CONTAINS {
+            return Err(format!(
+                "health.body_contains must be 1-{MAX_BODY_CONTAINS} bytes"
+            ));
+        }
+        if method == Method::Head {
+            return Err("health.body_contains cannot be checked with method HEAD".into());
+        }
+    }
+    Ok(Target {
+        service_type: row.service_type.clone(),
+        url,
+        method,
+        timeout,
+        expected_status,
+        headers,
+        body_contains: overrides.body_contains,
+    })
+}
+
+fn overrides(service_config: &serde_json::Value) -> Result<HealthOverrides, String> {
+    match service_config.get("health") {
+        None | Some(serde_json::Value::Null) => Ok(HealthOverrides::default()),
+        Some(health) => serde_path_to_error::deserialize(health).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                format!("service_config.health: {inner}")
+            } else {
+                format!("service_config.health.{path}: {inner}")
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+    use sqlx::types::Json;
+
+    fn probe() -> ProbeConfig {
+        Config::from_toml("", "test", None).unwrap().probe
+    }
+
+    fn row(
+        port: i32,
+        base_url: Option<&str>,
+        endpoint: &str,
+        config: serde_json::Value,
+    ) -> RegistryRow {
+        RegistryRow {
+            service_type: "svc".into(),
+            port,
+            base_url: base_url.map(str::to_owned),
+            health_check_endpoint: endpoint.into(),
+            service_config: Json(config),
+        }
+    }
+
+    fn url_of(r: &RegistryRow) -> String {
+        match plan(r, &probe()) {
+            Planned::Probe(t) => t.url.to_string(),
+            Planned::Invalid(i) => panic!("{}", i.reason),
+        }
+    }
+
+    fn reason_of(r: &RegistryRow) -> String {
+        match plan(r, &probe()) {
+            Planned::Probe(t) => panic!("accepted {}", t.url),
+            Planned::Invalid(i) => i.reason,
+        }
+    }
+
+    #[test]
+    fn urls_follow_the_design() {
+        let cases = [
+            (
+                row(49160, None, "/health", json!({})),
+                "http://127.0.0.1:49160/health",
+            ),
+            (
+                row(1, Some("https://figma.internal/"), "/healthz", json!({})),
+                "https://figma.internal/healthz",
+            ),
+            (
+                row(1, Some("http://10.0.0.5:8080/api/"), "/health", json!({})),
+                "http://10.0.0.5:8080/api/health",
+            ),
+            (
+                row(0, Some("http://h:81"), "/h?deep=1", json!({})),
+                "http://h:81/h?deep=1",
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(url_of(&r), want);
+        }
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_a_reason() {
+        let long = format!("/{}", "a".repeat(300));
+        let cases = [
+            (
+                row(0, None, "/health", json!({})),
+                "port 0 is outside 1-65535",
+            ),
+            (
+                row(70000, None, "/health", json!({})),
+                "port 70000 is outside 1-65535",
+            ),
+            (row(80, None, "health", json!({})), "must start with '/'"),
+            (row(80, None, &long, json!({})), "bytes long (max 255)"),
+            (
+                row(80, Some("ht!tp://x"), "/h", json!({})),
+                "does not parse",
+            ),
+            (
+                row(80, Some("ftp://files"), "/h", json!({})),
+                "scheme must be http or https",
+            ),
+            (
+                row(80, Some("http://u:p@h"), "/h", json!({})),
+                "credentials in base_url",
+            ),
+            (
+                row(80, None, "/h", json!({"health": {"timeout": "soon"}})),
+                "health.timeout: invalid duration",
+            ),
+            (
+                row(80, None, "/h", json!({"health": {"timeout": "1h"}})),
+                "at most probe.interval",
+            ),
+            (
+                row(
+                    80,
+                    None,
+                    "/h",
+                    json!({"health": {"expected_status": "2xx"}}),
+                ),
+                "health.expected_status",
+            ),
+            (
+                row(80, None, "/h", json!({"health": {"method": "DELETE"}})),
+                "GET, HEAD or POST",
+            ),
+            (
+                row(80, None, "/h", json!({"health": {"retries": 3}})),
+                "unknown field `retries`",
+            ),
+            (
+                row(
+                    80,
+                    None,
+                    "/h",
+                    json!({"health": {"headers": {"bad header": "x"}}}),
+                ),
+                "not a header name",
+            ),
+            (
+                row(
+                    80,
+                    None,
+                    "/h",
+                    json!({"health": {"method": "HEAD", "body_contains": "ok"}}),
+                ),
+                "HEAD",
+            ),
+            (
+                row(80, None, "/h", json!({"health": "fast"})),
+                "service_config.health",
+            ),
+        ];
+        for (r, want) in cases {
+            let reason = reason_of(&r);
+            assert!(reason.contains(want), "want {want:?} in {reason:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_the_defaults() {
+        let r = row(
+            80,
+            None,
+            "/h",
+            json!({"health": {"timeout": "2s", "expected_status": "200,204", "method": "head",
+                              "headers": {"X-Probe": "healthd"}}}),
+        );
+        let Planned::Probe(t) = plan(&r, &probe()) else {
+            panic!()
+        };
+        assert_eq!(t.timeout, Duration::from_secs(2));
+        assert!(t.expected_status.contains(204) && !t.expected_status.contains(201));
+        assert_eq!(t.method, Method::Head);
+        assert_eq!(t.headers, [("X-Probe".to_owned(), "healthd".to_owned())]);
+    }
+}

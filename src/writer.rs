@@ -1,0 +1,119 @@
+//! The writer: flushes the pending batch on a fixed cadence, one statement per flush. When the
+//! database is unreachable it keeps the batch (merging newer results in), retries with backoff,
+//! and logs `db_unavailable` / `db_recovered` once per outage.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Backoff;
+use crate::store::{self, FlushContext, Pending};
+
+pub struct Writer {
+    pub pool: PgPool,
+    pub pending: Arc<Mutex<Pending>>,
+    pub flush_interval: Duration,
+    pub uptime_window: Duration,
+    pub check_interval: Duration,
+    pub checked_by: String,
+}
+
+/// What the writer knows of the database's reachability.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    retry_at: Option<Instant>,
+    backoff: Option<Backoff>,
+}
+
+impl Writer {
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().expect("pending batch lock poisoned"))
+    }
+
+    fn put_back(&self, batch: Pending) {
+        self.pending
+            .lock()
+            .expect("pending batch lock poisoned")
+            .merge_older(batch);
+    }
+
+    async fn flush_once(&self, outage: &mut Outage) {
+        if outage.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let batch = self.take();
+        if batch.is_empty() {
+            return;
+        }
+        let ctx = FlushContext {
+            uptime_window: self.uptime_window,
+            check_interval: self.check_interval,
+            checked_by: &self.checked_by,
+        };
+        let started = Instant::now();
+        match store::flush(&self.pool, &batch, &ctx, Utc::now()).await {
+            Ok(()) => {
+                tracing::debug!(
+                    services = batch.status.len(),
+                    checks = batch.checks(),
+                    flush_ms = started.elapsed().as_millis() as u64,
+                    "flushed"
+                );
+                if let Some(since) = outage.since.take() {
+                    tracing::info!(
+                        event = "db_recovered",
+                        down_for_s = since.elapsed().as_secs(),
+                        checks_written = batch.checks(),
+                        "database reachable again; results kept during the outage are written"
+                    );
+                }
+                *outage = Outage::default();
+            }
+            Err(e) => {
+                let checks = batch.checks();
+                self.put_back(batch);
+                let backoff = outage
+                    .backoff
+                    .get_or_insert_with(|| Backoff::new(Duration::from_secs(5)));
+                if outage.since.is_none() {
+                    outage.since = Some(Instant::now());
+                    tracing::error!(
+                        event = "db_unavailable",
+                        error = %e,
+                        checks_pending = checks,
+                        "cannot write results; keeping them in memory and retrying"
+                    );
+                }
+                outage.retry_at = Some(Instant::now() + backoff.next_delay());
+            }
+        }
+    }
+
+    /// Flushes every `flush_interval` until `stop`, then once more (the final flush).
+    pub async fn run(self, stop: CancellationToken) {
+        let mut outage = Outage::default();
+        let mut tick = tokio::time::interval(self.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => self.flush_once(&mut outage).await,
+            }
+        }
+        outage.retry_at = None;
+        self.flush_once(&mut outage).await;
+        let left = self.take();
+        if !left.is_empty() {
+            tracing::error!(
+                event = "results_lost",
+                services = left.status.len(),
+                checks = left.checks(),
+                "database unreachable at shutdown; these results were not written"
+            );
+        }
+    }
+}

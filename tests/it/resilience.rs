@@ -1,0 +1,105 @@
+//! The daemon across a database outage and a restart: nothing is lost, nothing alerted twice.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use mcp_healthd::config::DatabaseUrl;
+
+use crate::daemon::{Daemon, fast_config};
+use crate::fleet::{self, Behaviour};
+use crate::helpers::{TestDb, server_url};
+use crate::prober::{register, rollup_checks, statuses};
+use crate::proxy::Proxy;
+
+fn count(events: &[serde_json::Value], event: &str) -> usize {
+    events.iter().filter(|e| e["event"] == event).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_outage_loses_no_check() {
+    let db = TestDb::migrated().await;
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let server = fleet::spawn(Behaviour::Healthy).await;
+        register(&db, &format!("svc{i}"), server.port.into()).await;
+        servers.push(server);
+    }
+    let server = url::Url::parse(server_url().expose()).unwrap();
+    let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let mut via_proxy = url::Url::parse(db.url.expose()).unwrap();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let via_proxy = DatabaseUrl::parse(via_proxy.as_str()).unwrap();
+
+    let config = fast_config("interval = \"300ms\"\ntimeout = \"250ms\"", "");
+    let daemon = Daemon::start(&via_proxy, &config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.cut();
+    daemon.wait_for(|e| e["event"] == "db_unavailable", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during: Vec<usize> = servers.iter().map(|s| s.hits()).collect();
+    proxy.restore();
+    daemon.wait_for(|e| e["event"] == "db_recovered", Duration::from_secs(15));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, events) = daemon.stop();
+    assert_eq!(code, Some(0), "the daemon stayed up and stopped cleanly");
+    assert_eq!(
+        count(&events, "db_unavailable"),
+        1,
+        "logged once per outage"
+    );
+    assert_eq!(count(&events, "db_recovered"), 1);
+    assert!(
+        during.iter().all(|&h| h > 30),
+        "checks went on during the outage: {during:?}"
+    );
+
+    let checks = rollup_checks(&db).await;
+    for (i, server) in servers.iter().enumerate() {
+        assert_eq!(
+            checks[&format!("svc{i}")],
+            server.hits() as i64,
+            "svc{i}: rollups vs requests received"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_forgets_an_outage_nor_alerts_it_twice() {
+    let db = TestDb::migrated().await;
+    let failing = fleet::spawn(Behaviour::Status(500)).await;
+    register(&db, "failing", failing.port.into()).await;
+    let config = fast_config("interval = \"300ms\"\ntimeout = \"250ms\"", "");
+
+    let first = Daemon::start(&db.url, &config);
+    first.wait_for(|e| e["event"] == "service_down", Duration::from_secs(10));
+    let (_, first_events) = first.stop();
+    assert_eq!(count(&first_events, "service_down"), 1);
+    let before = statuses(&db).await["failing"].consecutive_failures;
+
+    let second = Daemon::start(&db.url, &config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, second_events) = second.stop();
+    assert_eq!(
+        count(&second_events, "service_down"),
+        0,
+        "already down: no second alert"
+    );
+    assert_eq!(
+        count(&second_events, "service_still_down"),
+        0,
+        "no reminder before reminder_interval"
+    );
+    let after = &statuses(&db).await["failing"];
+    assert_eq!(after.is_healthy, Some(false));
+    assert!(
+        after.consecutive_failures > before + 3,
+        "{before} -> {}",
+        after.consecutive_failures
+    );
+}
