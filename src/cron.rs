@@ -50,6 +50,11 @@ impl CronSchedule {
         &self.text
     }
 
+    /// The latest firing at or before `t`: the time a run that starts now was due.
+    pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.as_ref()?.find_previous_occurrence(&t, true).ok()
+    }
+
     /// The first firing strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.as_ref()?.find_next_occurrence(&after, false).ok()

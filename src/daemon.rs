@@ -51,6 +51,12 @@ pub fn identity() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// Unique per process start, so a restarted daemon never mistakes the old lease for its own.
+fn job_holder() -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}:{}", identity(), &nonce[..8])
+}
+
 fn log_registry(planned: &[Planned], event: &'static str) {
     let invalid: Vec<&str> = planned
         .iter()
@@ -108,6 +114,9 @@ pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCo
     log_registry(&planned, "daemon_started");
     scheduler.apply(planned);
 
+    let config = Arc::new(config);
+    let job_scheduling = crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?;
+
     let (changes, mut change_rx) = mpsc::channel(4);
     let watcher = tokio::spawn(registry::watch(
         pool.clone(),
@@ -132,7 +141,14 @@ pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCo
         event = "daemon_stopping",
         "no new checks; finishing those in flight"
     );
-    scheduler.stop(config.daemon.shutdown_grace).await;
+    let grace = config.daemon.shutdown_grace;
+    let (_, jobs_stopped) = tokio::join!(
+        scheduler.stop(grace),
+        tokio::time::timeout(grace, job_scheduling.stop())
+    );
+    if jobs_stopped.is_err() {
+        tracing::warn!(event = "jobs_abandoned", "maintenance jobs still running when the grace ran out");
+    }
     let _ = monitor.await;
     writer_stop.cancel();
     let _ = writer.await;

@@ -4,12 +4,14 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod cron;
 pub mod daemon;
 pub mod db;
 pub mod health;
+pub mod jobs;
 pub mod legacy;
 pub mod monitor;
 pub mod probe;

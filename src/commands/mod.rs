@@ -2,6 +2,7 @@
 //! hands each command to its module. Every command returns the process exit code.
 
 mod check;
+mod jobs;
 mod legacy;
 mod migrate;
 
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigCommand, LegacyCommand};
+use crate::cli::{Cli, Command, ConfigCommand, JobsCommand, LegacyCommand};
 use crate::config::Config;
 use crate::daemon;
 
@@ -58,7 +59,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 record,
             } => check::run(&config, service.as_deref(), json, record).await,
             Command::Status { .. } => not_yet("status", 7),
-            Command::Jobs(_) => not_yet("jobs", 4),
+            Command::Jobs(JobsCommand::List) => jobs::list(&config).await,
+            Command::Jobs(JobsCommand::Run { name }) => jobs::run(&config, &name).await,
             Command::Registry(_) => not_yet("registry import", 7),
             Command::Demo => not_yet("demo", 7),
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),

@@ -74,15 +74,30 @@ pub struct AlertsConfig {
 
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
+    /// How long the leader lease lasts without renewal (renewed every third of it).
+    pub lease_ttl: Duration,
     pub analytics_retention: AnalyticsRetentionConfig,
     pub partition_maintenance: PartitionMaintenanceConfig,
     pub validation_cache_cleanup: CacheCleanupConfig,
+    pub housekeeping: HousekeepingConfig,
 }
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsRetentionConfig {
     pub schedule: CronSchedule,
     pub retain: Duration,
+    /// `lock_timeout` for each partition drop; a drop that times out is retried.
+    pub lock_timeout: Duration,
+    pub attempts: u32,
+    /// Rows deleted per transaction from the default partition.
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HousekeepingConfig {
+    pub schedule: CronSchedule,
+    /// `maintenance_job_runs` rows older than this are deleted (rollups follow `uptime.retain`).
+    pub run_history_retain: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -115,12 +115,42 @@ impl Default for RawAlerts {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawJobs {
+    pub lease_ttl: String,
     pub analytics_retention: RawAnalyticsRetention,
     pub partition_maintenance: RawPartitionMaintenance,
     pub validation_cache_cleanup: RawCacheCleanup,
+    pub housekeeping: RawHousekeeping,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            lease_ttl: "15s".into(),
+            analytics_retention: RawAnalyticsRetention::default(),
+            partition_maintenance: RawPartitionMaintenance::default(),
+            validation_cache_cleanup: RawCacheCleanup::default(),
+            housekeeping: RawHousekeeping::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHousekeeping {
+    pub schedule: String,
+    pub run_history_retain: String,
+}
+
+impl Default for RawHousekeeping {
+    fn default() -> Self {
+        Self {
+            schedule: "0 30 * * * *".into(),
+            run_history_retain: "90d".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -128,6 +158,9 @@ pub struct RawJobs {
 pub struct RawAnalyticsRetention {
     pub schedule: String,
     pub retain: String,
+    pub lock_timeout: String,
+    pub attempts: i64,
+    pub batch_size: i64,
 }
 
 impl Default for RawAnalyticsRetention {
@@ -135,6 +168,9 @@ impl Default for RawAnalyticsRetention {
         Self {
             schedule: "0 0 3 * * *".into(),
             retain: "180d".into(),
+            lock_timeout: "2s".into(),
+            attempts: 5,
+            batch_size: 10_000,
         }
     }
 }

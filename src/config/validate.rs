@@ -160,22 +160,18 @@ pub(super) fn validate(
     };
 
     let j = &raw.jobs;
+    let retention = &j.analytics_retention;
     let jobs = JobsConfig {
+        lease_ttl: c.duration("jobs.lease_ttl", &j.lease_ttl),
         analytics_retention: AnalyticsRetentionConfig {
-            schedule: c.cron(
-                "jobs.analytics_retention.schedule",
-                &j.analytics_retention.schedule,
-            ),
-            retain: c.duration(
-                "jobs.analytics_retention.retain",
-                &j.analytics_retention.retain,
-            ),
+            schedule: c.cron("jobs.analytics_retention.schedule", &retention.schedule),
+            retain: c.duration("jobs.analytics_retention.retain", &retention.retain),
+            lock_timeout: c.duration("jobs.analytics_retention.lock_timeout", &retention.lock_timeout),
+            attempts: c.int("jobs.analytics_retention.attempts", retention.attempts, 1, 100),
+            batch_size: c.int("jobs.analytics_retention.batch_size", retention.batch_size, 1, 1_000_000),
         },
         partition_maintenance: PartitionMaintenanceConfig {
-            schedule: c.cron(
-                "jobs.partition_maintenance.schedule",
-                &j.partition_maintenance.schedule,
-            ),
+            schedule: c.cron("jobs.partition_maintenance.schedule", &j.partition_maintenance.schedule),
             premake_months: c.int(
                 "jobs.partition_maintenance.premake_months",
                 j.partition_maintenance.premake_months,
@@ -184,10 +180,7 @@ pub(super) fn validate(
             ),
         },
         validation_cache_cleanup: CacheCleanupConfig {
-            schedule: c.cron(
-                "jobs.validation_cache_cleanup.schedule",
-                &j.validation_cache_cleanup.schedule,
-            ),
+            schedule: c.cron("jobs.validation_cache_cleanup.schedule", &j.validation_cache_cleanup.schedule),
             batch_size: c.int(
                 "jobs.validation_cache_cleanup.batch_size",
                 j.validation_cache_cleanup.batch_size,
@@ -195,7 +188,17 @@ pub(super) fn validate(
                 1_000_000,
             ),
         },
+        housekeeping: HousekeepingConfig {
+            schedule: c.cron("jobs.housekeeping.schedule", &j.housekeeping.schedule),
+            run_history_retain: c.duration(
+                "jobs.housekeeping.run_history_retain",
+                &j.housekeeping.run_history_retain,
+            ),
+        },
     };
+    if jobs.lease_ttl < Duration::from_secs(1) {
+        c.fail("jobs.lease_ttl", "must be at least 1s: the lease is renewed every third of it");
+    }
 
     let log = LogConfig {
         format: c.parsed("log.format", raw.log.format.parse()),
@@ -316,9 +319,13 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             reminder_interval: d(c.alerts.reminder_interval),
         },
         jobs: RawJobs {
+            lease_ttl: d(c.jobs.lease_ttl),
             analytics_retention: RawAnalyticsRetention {
                 schedule: c.jobs.analytics_retention.schedule.to_string(),
                 retain: d(c.jobs.analytics_retention.retain),
+                lock_timeout: d(c.jobs.analytics_retention.lock_timeout),
+                attempts: c.jobs.analytics_retention.attempts.into(),
+                batch_size: c.jobs.analytics_retention.batch_size.into(),
             },
             partition_maintenance: RawPartitionMaintenance {
                 schedule: c.jobs.partition_maintenance.schedule.to_string(),
@@ -327,6 +334,10 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             validation_cache_cleanup: RawCacheCleanup {
                 schedule: c.jobs.validation_cache_cleanup.schedule.to_string(),
                 batch_size: c.jobs.validation_cache_cleanup.batch_size.into(),
+            },
+            housekeeping: RawHousekeeping {
+                schedule: c.jobs.housekeeping.schedule.to_string(),
+                run_history_retain: d(c.jobs.housekeeping.run_history_retain),
             },
         },
         log: RawLog {

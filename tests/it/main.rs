@@ -4,6 +4,8 @@
 mod daemon;
 mod fleet;
 mod helpers;
+mod jobs;
+mod leadership;
 
 mod analytics_partitions;
 mod check_command;

@@ -1,0 +1,45 @@
+//! `housekeeping`: the daemon's own data. Hourly rollups older than `uptime.retain` and
+//! `maintenance_job_runs` rows older than `jobs.housekeeping.run_history_retain` are deleted in
+//! bounded batches.
+
+use chrono::TimeDelta;
+
+use super::{Done, JobContext};
+
+const BATCH: i64 = 10_000;
+
+pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
+    let now = ctx.clock.now();
+    let rollups_before = now - TimeDelta::from_std(ctx.config.uptime.retain)?;
+    let runs_before = now - TimeDelta::from_std(ctx.config.jobs.housekeeping.run_history_retain)?;
+    let statements = [
+        (
+            "DELETE FROM service_health_rollups WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM service_health_rollups WHERE hour < $1 LIMIT $2))",
+            rollups_before,
+        ),
+        (
+            "DELETE FROM maintenance_job_runs WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM maintenance_job_runs WHERE started_at < $1 AND status <> 'running' LIMIT $2))",
+            runs_before,
+        ),
+    ];
+    for (sql, before) in statements {
+        loop {
+            let mut tx = ctx.pool.begin().await?;
+            ctx.fence.check(&mut tx).await?;
+            let deleted = sqlx::query(sql)
+                .bind(before)
+                .bind(BATCH)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            if deleted == 0 {
+                break;
+            }
+            done.add(deleted);
+        }
+    }
+    Ok(())
+}

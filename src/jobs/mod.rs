@@ -1,0 +1,187 @@
+//! Maintenance jobs, in place of the spec's pg_cron entries. One file per job; this module
+//! registers them and runs any of them the one way both the scheduler and `jobs run` use:
+//! take the job's run lock (a PostgreSQL advisory lock, so overlap is caught across hosts),
+//! record the run, execute, record the outcome, log `job_finished` / `job_failed`.
+
+mod analytics_retention;
+mod housekeeping;
+pub mod lease;
+mod partition_maintenance;
+pub mod partitions;
+pub mod runs;
+pub mod scheduler;
+mod validation_cache_cleanup;
+
+use std::fmt;
+use std::time::Instant;
+
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::cron::CronSchedule;
+pub use lease::Fence;
+pub use runs::Trigger;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobName {
+    PartitionMaintenance,
+    AnalyticsRetention,
+    ValidationCacheCleanup,
+    Housekeeping,
+}
+
+impl JobName {
+    pub const ALL: [JobName; 4] = [
+        JobName::PartitionMaintenance,
+        JobName::AnalyticsRetention,
+        JobName::ValidationCacheCleanup,
+        JobName::Housekeeping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobName::PartitionMaintenance => "partition_maintenance",
+            JobName::AnalyticsRetention => "analytics_retention",
+            JobName::ValidationCacheCleanup => "validation_cache_cleanup",
+            JobName::Housekeeping => "housekeeping",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.as_str() == name)
+    }
+
+    pub fn schedule(self, config: &Config) -> &CronSchedule {
+        let jobs = &config.jobs;
+        match self {
+            JobName::PartitionMaintenance => &jobs.partition_maintenance.schedule,
+            JobName::AnalyticsRetention => &jobs.analytics_retention.schedule,
+            JobName::ValidationCacheCleanup => &jobs.validation_cache_cleanup.schedule,
+            JobName::Housekeeping => &jobs.housekeeping.schedule,
+        }
+    }
+
+    /// The advisory lock key that keeps two runs of this job from overlapping.
+    fn lock_key(self) -> i64 {
+        // A fixed namespace in the high bits, the job's index in the low ones.
+        0x6d63_705f_6865_0000 + Self::ALL.iter().position(|j| *j == self).unwrap_or(0) as i64
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a job works with.
+pub struct JobContext<'a> {
+    pub pool: &'a PgPool,
+    pub config: &'a Config,
+    pub clock: &'a dyn Clock,
+    pub fence: Fence,
+}
+
+/// What a job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Done {
+    pub rows_affected: i64,
+    pub batches: i32,
+}
+
+impl Done {
+    pub fn add(&mut self, rows: u64) {
+        self.rows_affected += rows as i64;
+        self.batches += 1;
+    }
+}
+
+/// A job's failure, with what it had done before failing (its batches are committed).
+#[derive(Debug)]
+pub struct Failed {
+    pub done: Done,
+    pub error: anyhow::Error,
+}
+
+async fn execute(job: JobName, ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
+    match job {
+        JobName::PartitionMaintenance => partition_maintenance::run(ctx, done).await,
+        JobName::AnalyticsRetention => analytics_retention::run(ctx, done).await,
+        JobName::ValidationCacheCleanup => validation_cache_cleanup::run(ctx, done).await,
+        JobName::Housekeeping => housekeeping::run(ctx, done).await,
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Finished(Done),
+    Failed(Failed),
+    /// The previous run of the same job was still going.
+    Skipped,
+}
+
+/// Runs `job` once, recorded in `maintenance_job_runs` and logged; `holder` names this process.
+pub async fn run(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder: &str) -> anyhow::Result<RunOutcome> {
+    let name = job.as_str();
+    let mut lock_conn = ctx.pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(job.lock_key())
+        .fetch_one(&mut *lock_conn)
+        .await?;
+    if !locked {
+        let why = "skipped: the previous run is still in progress";
+        runs::skipped(ctx.pool, name, trigger, holder, why).await?;
+        tracing::warn!(event = "job_skipped", job = name, reason = why);
+        return Ok(RunOutcome::Skipped);
+    }
+    let result = run_locked(job, ctx, trigger, holder).await;
+    let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+        .bind(job.lock_key())
+        .fetch_one(&mut *lock_conn)
+        .await;
+    if !matches!(unlocked, Ok(true)) {
+        // Never hand a connection that still holds the lock back to the pool.
+        let _ = lock_conn.detach();
+    }
+    result
+}
+
+async fn run_locked(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder: &str) -> anyhow::Result<RunOutcome> {
+    let name = job.as_str();
+    runs::abandon_stale(ctx.pool, name).await?;
+    let id = runs::start(ctx.pool, name, trigger, holder).await?;
+    let started = Instant::now();
+    let mut done = Done::default();
+    let result = execute(job, ctx, &mut done).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) => {
+            runs::finish(ctx.pool, id, done.rows_affected, done.batches, None).await?;
+            tracing::info!(
+                event = "job_finished",
+                job = name,
+                rows_affected = done.rows_affected,
+                batches = done.batches,
+                duration_ms,
+                "maintenance job finished"
+            );
+            Ok(RunOutcome::Finished(done))
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            runs::finish(ctx.pool, id, done.rows_affected, done.batches, Some(&message)).await?;
+            tracing::error!(
+                event = "job_failed",
+                job = name,
+                error = %message,
+                rows_affected = done.rows_affected,
+                batches = done.batches,
+                duration_ms,
+                "maintenance job failed"
+            );
+            Ok(RunOutcome::Failed(Failed { done, error }))
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Running jobs on their cron schedules (tokio-cron-scheduler, UTC), on the leader only.
+//!
+//! A lease task renews the leader lease every third of `jobs.lease_ttl`; each cron tick checks
+//! whether this daemon is the leader and, if so, spawns the run. Overlap is handled by the run
+//! lock in `jobs::run` (a due run finding the previous one still going is recorded as skipped).
+//! On shutdown the lease is released so another daemon takes over at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use super::lease::{self, Fence};
+use super::{JobContext, JobName, Trigger};
+use crate::clock::SystemClock;
+use crate::config::Config;
+
+/// Shared between the lease task and the cron callbacks: the epoch of our lease, 0 if none.
+#[derive(Debug, Default)]
+pub struct Leadership(AtomicI64);
+
+impl Leadership {
+    pub fn epoch(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::SeqCst)).filter(|e| *e > 0)
+    }
+}
+
+pub struct JobScheduling {
+    scheduler: JobScheduler,
+    lease_task: tokio::task::JoinHandle<()>,
+    runs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    stop: CancellationToken,
+}
+
+pub async fn start(pool: PgPool, config: Arc<Config>, holder: String) -> anyhow::Result<JobScheduling> {
+    let leadership = Arc::new(Leadership::default());
+    let stop = CancellationToken::new();
+    let lease_task = tokio::spawn(keep_lease(
+        pool.clone(),
+        config.jobs.lease_ttl,
+        holder.clone(),
+        leadership.clone(),
+        stop.clone(),
+    ));
+    let runs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let scheduler = JobScheduler::new().await?;
+    for job in JobName::ALL {
+        let schedule = job.schedule(&config).clone();
+        let (pool, config, holder, leadership, runs) =
+            (pool.clone(), config.clone(), holder.clone(), leadership.clone(), runs.clone());
+        let text = schedule.as_str().to_owned();
+        let cron_job = Job::new_async(text, move |_, _| {
+            let (pool, config, holder, leadership, runs, schedule) = (
+                pool.clone(),
+                config.clone(),
+                holder.clone(),
+                leadership.clone(),
+                runs.clone(),
+                schedule.clone(),
+            );
+            Box::pin(async move {
+                let Some(epoch) = leadership.epoch() else { return };
+                let now = Utc::now();
+                let due = schedule.latest_at_or_before(now).unwrap_or(now);
+                runs.lock().await.spawn(async move {
+                    let ctx = JobContext {
+                        pool: &pool,
+                        config: &config,
+                        clock: &SystemClock,
+                        fence: Fence::Lease { holder: holder.clone(), epoch },
+                    };
+                    if let Err(e) = super::run(job, &ctx, Trigger::Schedule(due), &holder).await {
+                        tracing::error!(event = "job_failed", job = job.as_str(), error = %format!("{e:#}"),
+                                        "could not record the run");
+                    }
+                });
+            })
+        })?;
+        scheduler.add(cron_job).await?;
+    }
+    scheduler.start().await?;
+    Ok(JobScheduling {
+        scheduler,
+        lease_task,
+        runs,
+        stop,
+    })
+}
+
+impl JobScheduling {
+    /// Stops scheduling, lets running jobs finish, releases the lease.
+    pub async fn stop(mut self) {
+        let _ = self.scheduler.shutdown().await;
+        let mut runs = std::mem::take(&mut *self.runs.lock().await);
+        while runs.join_next().await.is_some() {}
+        self.stop.cancel();
+        let _ = self.lease_task.await;
+    }
+}
+
+async fn keep_lease(
+    pool: PgPool,
+    ttl: std::time::Duration,
+    holder: String,
+    leadership: Arc<Leadership>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let epoch = match lease::acquire_or_renew(&pool, lease::MAINTENANCE, &holder, ttl).await {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                tracing::debug!(error = %e, "lease renewal failed");
+                None
+            }
+        };
+        let before = leadership.0.swap(epoch.unwrap_or(0), Ordering::SeqCst);
+        match (before > 0, epoch) {
+            (false, Some(epoch)) => tracing::info!(event = "leader_elected", holder = %holder, epoch),
+            (true, None) => tracing::warn!(event = "leader_lost", holder = %holder),
+            _ => {}
+        }
+    }
+    if leadership.0.swap(0, Ordering::SeqCst) > 0 {
+        let _ = lease::release(&pool, lease::MAINTENANCE, &holder).await;
+        tracing::info!(event = "leader_released", holder = %holder);
+    }
+}
