@@ -29,7 +29,7 @@ say() { echo "verify-systemd-unit: $*" >&2; }
 
 [[ -f $unit_file ]] || die "no unit file at $unit_file"
 unit_name=$(basename "$unit_file")
-export LC_ALL=C SYSTEMD_COLORS=0 SYSTEMD_PAGER= SYSTEMD_LOG_COLOR=0
+export LC_ALL=C SYSTEMD_COLORS=0 SYSTEMD_PAGER='' SYSTEMD_LOG_COLOR=0
 
 # ---- systemd-analyze ---------------------------------------------------------------------------
 if ! command -v systemd-analyze >/dev/null 2>&1; then

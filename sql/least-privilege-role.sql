@@ -15,7 +15,10 @@
 --             psql: that sends a SCRAM verifier, while `-v password=...` puts the clear text in
 --             the shell's history, `ps`, and the server log if log_statement = 'ddl' or 'all'.
 -- The daemon then connects as this role (DATABASE_URL in /etc/mcp-healthd/env), with
--- database.auto_migrate = false: migrations stay with the owner. (With peer authentication over
+-- database.auto_migrate = false: migrations stay with the owner (the role cannot CREATE, and sqlx's
+-- migrator runs CREATE TABLE IF NOT EXISTS _sqlx_migrations even when nothing is pending).
+-- To remove the role: DROP OWNED BY mcp_healthd; (in this database; also drops its policies)
+-- then DROP ROLE mcp_healthd; (With peer authentication over
 -- the local socket the OS user mcp-healthd needs a pg_ident.conf map to the role mcp_healthd.)
 --
 -- Re-runnable, and meant to be re-run after every upgrade (after `migrate`): it converges. It first
@@ -32,7 +35,9 @@
 --                 _sqlx_migrations (to check at start-up that the schema is current)
 --   S/I/U         service_health_status (the writer's upsert)
 --   S/I/U/D       service_health_rollups (upsert, housekeeping prune)
---   S/D           api_key_validation_cache, expired rows only (row-level security, below)
+--   S/D           api_key_validation_cache, expired rows only (row-level security, below), plus
+--                 UPDATE (validated_at) that only serves the cleanup's FOR UPDATE row lock: a
+--                 restrictive policy makes every real UPDATE fail
 --   S/I/U/D       maintenance_job_runs, daemon_heartbeats;  S/I/U maintenance_leases
 --   EXECUTE       ensure_usage_analytics_partition(date), usage_analytics_drop_partition(regclass),
 --                 usage_analytics_delete_default_before(timestamptz, integer): SECURITY DEFINER
