@@ -18,19 +18,33 @@ use std::time::{Duration, Instant};
 use helpers::TestDb;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let hz: f64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
         .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let hz: f64 = String::from_utf8(
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
     ticks / hz
 }
 
@@ -56,10 +70,12 @@ async fn checks(db: &TestDb) -> i64 {
 }
 
 async fn commits(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
 }
 
 /// (count, mean ms, max ms) of the writer's flushes logged in `log` after byte `from`.
@@ -114,37 +130,71 @@ async fn main() {
 
     let started = Instant::now();
     while checks(&db).await < targets as i64 {
-        assert!(started.elapsed() < Duration::from_secs(60), "daemon never checked everything:\n{}", read_log());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "daemon never checked everything:\n{}",
+            read_log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all_checked = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await; // steady state
 
-    let (cpu0, checks0, commits0, log0) = (cpu_seconds(pid), checks(&db).await, commits(&db).await, read_log().len());
+    let (cpu0, checks0, commits0, log0) = (
+        cpu_seconds(pid),
+        checks(&db).await,
+        commits(&db).await,
+        read_log().len(),
+    );
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu1, checks1, commits1) = (cpu_seconds(pid), checks(&db).await, commits(&db).await);
     let elapsed = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib(pid);
     let (flush_count, flush_mean, flush_max) = flushes(&read_log(), log0);
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
 
     let n = (checks1 - checks0) as f64;
     let cpu = cpu1 - cpu0;
     let txn = commits1 - commits0;
     println!();
-    println!("mcp-healthd prober benchmark: {targets} loopback targets, 1 s interval, {seconds} s measured");
+    println!(
+        "mcp-healthd prober benchmark: {targets} loopback targets, 1 s interval, {seconds} s measured"
+    );
     println!("{:<44} {:>12}", "figure", "value");
     println!("{:<44} {:>12.0}", "checks per second", n / elapsed);
-    println!("{:<44} {:>12.1}", "daemon CPU, % of one core", 100.0 * cpu / elapsed);
-    println!("{:<44} {:>12.1}", "daemon CPU per check (µs)", 1e6 * cpu / n.max(1.0));
+    println!(
+        "{:<44} {:>12.1}",
+        "daemon CPU, % of one core",
+        100.0 * cpu / elapsed
+    );
+    println!(
+        "{:<44} {:>12.1}",
+        "daemon CPU per check (µs)",
+        1e6 * cpu / n.max(1.0)
+    );
     println!("{:<44} {:>12.1}", "daemon peak RSS (MiB)", rss);
-    println!("{:<44} {:>12.2}", "time until every target was checked (s)", all_checked.as_secs_f64());
+    println!(
+        "{:<44} {:>12.2}",
+        "time until every target was checked (s)",
+        all_checked.as_secs_f64()
+    );
     println!("{:<44} {:>12}", "status flushes", flush_count);
     println!("{:<44} {:>12}", "statements per flush (by construction)", 1);
-    println!("{:<44} {:>12.2}", "database transactions per second (all kinds)", txn as f64 / elapsed);
-    println!("{:<44} {:>12.2}", "transactions per flush (incl. lease, registry)", txn as f64 / flush_count.max(1) as f64);
+    println!(
+        "{:<44} {:>12.2}",
+        "database transactions per second (all kinds)",
+        txn as f64 / elapsed
+    );
+    println!(
+        "{:<44} {:>12.2}",
+        "transactions per flush (incl. lease, registry)",
+        txn as f64 / flush_count.max(1) as f64
+    );
     println!("{:<44} {:>12.1}", "flush duration mean (ms)", flush_mean);
     println!("{:<44} {:>12}", "flush duration max (ms)", flush_max);
 }

@@ -11,11 +11,11 @@ mod helpers;
 
 use std::time::Instant;
 
-use chrono::{Months, NaiveDate, TimeZone, Utc};
+use chrono::{Months, NaiveDate, Utc};
 use helpers::TestDb;
 use mcp_healthd::clock::FixedClock;
 use mcp_healthd::config::Config;
-use mcp_healthd::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger};
+use mcp_healthd::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger, partitions};
 
 const ROWS_PER_MONTH: i64 = 260_000;
 
@@ -30,7 +30,11 @@ async fn load(db: &TestDb, first: NaiveDate) {
     .unwrap();
     for k in 0..12 {
         let month = first.checked_add_months(Months::new(k)).unwrap();
-        sqlx::query("SELECT ensure_usage_analytics_partition($1)").bind(month).execute(&db.pool).await.unwrap();
+        sqlx::query("SELECT ensure_usage_analytics_partition($1)")
+            .bind(month)
+            .execute(&db.pool)
+            .await
+            .unwrap();
         sqlx::query(
             r#"INSERT INTO service_usage_analytics (user_id, service_type, instance_id, endpoint, method,
                                                     status_code, response_time_ms, "timestamp")
@@ -45,11 +49,17 @@ async fn load(db: &TestDb, first: NaiveDate) {
         .await
         .unwrap();
     }
-    sqlx::raw_sql("VACUUM ANALYZE service_usage_analytics").execute(&db.pool).await.unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE service_usage_analytics")
+        .execute(&db.pool)
+        .await
+        .unwrap();
 }
 
 async fn wal(db: &TestDb) -> String {
-    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
 }
 
 async fn wal_since(db: &TestDb, lsn: &str) -> i64 {
@@ -71,16 +81,22 @@ async fn size(db: &TestDb) -> i64 {
 }
 
 async fn rows(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM service_usage_analytics").fetch_one(&db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM service_usage_analytics")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::main]
 async fn main() {
-    let now = Utc.with_ymd_and_hms(2031, 12, 15, 3, 0, 0).unwrap();
-    let first = NaiveDate::from_ymd_opt(2031, 1, 1).unwrap();
-    // 167 days before 2031-12-15 03:00 is 2031-07-01 03:00: January to June (6 months) are
-    // wholly older, July is kept whole.
-    let retain = "167d";
+    // Twelve whole months in the past (the drop function refuses anything newer); a retention
+    // whose cut-off falls 3 hours into the seventh month expires exactly the first six.
+    let now = Utc::now();
+    let first = partitions::month_of(now)
+        .checked_sub_months(Months::new(12))
+        .unwrap();
+    let cutoff = partitions::start_of(first.checked_add_months(Months::new(6)).unwrap());
+    let retain = format!("{}s", (now - cutoff).num_seconds() - 3 * 3600);
     println!("loading 12 months x {ROWS_PER_MONTH} rows twice (this takes a few minutes)...");
 
     let dropped = TestDb::migrated().await;
@@ -93,19 +109,27 @@ async fn main() {
     )
     .unwrap();
     let clock = FixedClock::new(now);
-    let ctx = JobContext { pool: &dropped.pool, config: &config, clock: &clock, fence: Fence::Manual };
+    let ctx = JobContext {
+        pool: &dropped.pool,
+        config: &config,
+        clock: &clock,
+        fence: Fence::Manual,
+    };
     let before = wal(&dropped).await;
     let started = Instant::now();
-    let outcome = jobs::run(JobName::AnalyticsRetention, &ctx, Trigger::Manual, "bench").await.unwrap();
+    let outcome = jobs::run(JobName::AnalyticsRetention, &ctx, Trigger::Manual, "bench")
+        .await
+        .unwrap();
     let drop_time = started.elapsed();
     let drop_wal = wal_since(&dropped, &before).await;
-    let RunOutcome::Finished(done) = outcome else { panic!("{outcome:?}") };
+    let RunOutcome::Finished(done) = outcome else {
+        panic!("{outcome:?}")
+    };
     let drop_size = size(&dropped).await;
     let kept = rows(&dropped).await;
 
     let deleted = TestDb::migrated().await;
     load(&deleted, first).await;
-    let cutoff = Utc.with_ymd_and_hms(2031, 7, 1, 0, 0, 0).unwrap();
     let before = wal(&deleted).await;
     let started = Instant::now();
     let gone = sqlx::query(r#"DELETE FROM service_usage_analytics WHERE "timestamp" < $1"#)
@@ -120,8 +144,14 @@ async fn main() {
 
     let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
     println!();
-    println!("rows loaded: {total}; expired (6 whole months): {}", done.rows_affected);
-    println!("{:<28} {:>12} {:>10} {:>12} {:>16}", "method", "rows removed", "time (s)", "WAL (MiB)", "size after (MiB)");
+    println!(
+        "rows loaded: {total}; expired (6 whole months): {}",
+        done.rows_affected
+    );
+    println!(
+        "{:<28} {:>12} {:>10} {:>12} {:>16}",
+        "method", "rows removed", "time (s)", "WAL (MiB)", "size after (MiB)"
+    );
     println!(
         "{:<28} {:>12} {:>10.2} {:>12.1} {:>16.1}",
         "drop partitions (this job)",
@@ -139,5 +169,8 @@ async fn main() {
         mib(delete_size)
     );
     println!("rows kept by the job: {kept}");
-    assert_eq!(done.rows_affected as u64, gone, "both methods must remove the same rows");
+    assert_eq!(
+        done.rows_affected as u64, gone,
+        "both methods must remove the same rows"
+    );
 }

@@ -43,12 +43,21 @@ pub fn plan_all(rows: &[RegistryRow], config: &Config) -> Vec<Planned> {
         .collect()
 }
 
-/// `host:pid`, written to `service_health_status.checked_by`.
+/// `host:pid`, written to `service_health_status.checked_by` and used in lease holders.
 pub fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// gethostname(2): /proc/sys/kernel/hostname is hidden under the unit's `ProcSubset=pid`.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Unique per process start, so a restarted daemon never mistakes the old lease for its own.
@@ -115,7 +124,8 @@ pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCo
     scheduler.apply(planned);
 
     let config = Arc::new(config);
-    let job_scheduling = crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?;
+    let job_scheduling =
+        crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?;
 
     let (changes, mut change_rx) = mpsc::channel(4);
     let watcher = tokio::spawn(registry::watch(
@@ -147,7 +157,10 @@ pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCo
         tokio::time::timeout(grace, job_scheduling.stop())
     );
     if jobs_stopped.is_err() {
-        tracing::warn!(event = "jobs_abandoned", "maintenance jobs still running when the grace ran out");
+        tracing::warn!(
+            event = "jobs_abandoned",
+            "maintenance jobs still running when the grace ran out"
+        );
     }
     let _ = monitor.await;
     writer_stop.cancel();
@@ -188,11 +201,10 @@ async fn connect_with_retry(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<sqlx::PgPool>> {
-    let auto = config.database.auto_migrate;
     let mut backoff = db::Backoff::new(Duration::from_secs(30));
     let mut reported = false;
     loop {
-        match db::open(&config.database, auto, auto).await {
+        match db::open(&config.database).await {
             Ok((pool, applied)) => {
                 if reported {
                     tracing::info!(
@@ -206,8 +218,8 @@ async fn connect_with_retry(
                 }
                 return Ok(Some(pool));
             }
-            // A failed migration is not an outage: retrying would fail the same way.
-            Err(e @ db::DbError::Migrate { .. }) => return Err(e.into()),
+            // A failed or missing migration is not an outage: retrying would fail the same way.
+            Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) => {
                 if !reported {
                     tracing::error!(event = "db_unavailable", error = %e, "database unreachable; retrying with backoff");

@@ -28,8 +28,26 @@ pub enum DbError {
         url: String,
         source: sqlx::migrate::MigrateError,
     },
+    #[error(
+        "the schema of {url} is behind this binary (pending migrations: {pending:?}); run `mcp-healthd migrate` as the schema owner"
+    )]
+    Behind { url: String, pending: Vec<i64> },
+    #[error(
+        "{url} has migrations this binary does not know ({unknown:?}); run the newer mcp-healthd or upgrade this one"
+    )]
+    Ahead { url: String, unknown: Vec<i64> },
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// Errors that retrying cannot fix: the schema, not the server, is the problem.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DbError::Migrate { .. } | DbError::Behind { .. } | DbError::Ahead { .. }
+        )
+    }
 }
 
 /// A migration that `migrate` applied in this run.
@@ -54,6 +72,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.connect_timeout)
+        // A dead connection surfaces as an error on use, which every caller handles; a ping
+        // before each use would double the round trips of the status path.
+        .test_before_acquire(false)
         .connect_with(connect_options(&config.url)?)
         .await
         .map_err(|source| DbError::Connect {
@@ -117,23 +138,45 @@ async fn applied_versions(pool: &PgPool) -> Result<HashSet<i64>, DbError> {
     Ok(rows.into_iter().collect())
 }
 
-/// Connects, creating the database first if `create` is set, and migrates when `migrate` is set.
-/// The one-shot commands use this; `run` uses the same steps with retries around them.
-pub async fn open(
-    config: &DatabaseConfig,
-    create: bool,
-    run_migrations: bool,
-) -> Result<(PgPool, Vec<Applied>), DbError> {
-    if create {
+/// Checks, without writing anything, that the database has exactly the migrations this binary
+/// embeds: what a least-privilege role (which cannot migrate) does at start-up.
+pub async fn check_current(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbError> {
+    let applied = applied_versions(pool).await?;
+    let known: HashSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let mut pending: Vec<i64> = known.difference(&applied).copied().collect();
+    let mut unknown: Vec<i64> = applied.difference(&known).copied().collect();
+    pending.sort_unstable();
+    unknown.sort_unstable();
+    if !unknown.is_empty() {
+        return Err(DbError::Ahead {
+            url: url.to_string(),
+            unknown,
+        });
+    }
+    if !pending.is_empty() {
+        return Err(DbError::Behind {
+            url: url.to_string(),
+            pending,
+        });
+    }
+    Ok(())
+}
+
+/// Connects; with `auto_migrate`, creates the database if missing and applies pending
+/// migrations, otherwise only checks that none is pending. The one-shot commands use this;
+/// `run` uses it with retries around it.
+pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbError> {
+    if config.auto_migrate {
         ensure_database(&config.url).await?;
     }
     let pool = connect(config).await?;
-    let applied = if run_migrations {
-        migrate(&pool, &config.url).await?
+    if config.auto_migrate {
+        let applied = migrate(&pool, &config.url).await?;
+        Ok((pool, applied))
     } else {
-        Vec::new()
-    };
-    Ok((pool, applied))
+        check_current(&pool, &config.url).await?;
+        Ok((pool, Vec::new()))
+    }
 }
 
 /// Exponential backoff with a ceiling, for reconnecting: 0.5 s, 1 s, 2 s, ... up to `max`.

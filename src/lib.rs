@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod cron;
 pub mod daemon;
+pub mod dashboard;
 pub mod db;
 pub mod health;
 pub mod jobs;

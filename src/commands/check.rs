@@ -35,8 +35,7 @@ pub async fn run(
     json: bool,
     record: bool,
 ) -> anyhow::Result<ExitCode> {
-    let auto = config.database.auto_migrate;
-    let (pool, _) = db::open(&config.database, auto, auto).await?;
+    let (pool, _) = db::open(&config.database).await?;
     let mut rows = registry::load_available(&pool).await?;
     if let Some(wanted) = service {
         rows.retain(|r| r.service_type == wanted);

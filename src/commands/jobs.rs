@@ -15,11 +15,14 @@ fn names() -> String {
 }
 
 pub async fn list(config: &Config) -> anyhow::Result<ExitCode> {
-    let auto = config.database.auto_migrate;
-    let (pool, _) = db::open(&config.database, auto, auto).await?;
+    let (pool, _) = db::open(&config.database).await?;
     let last = runs::last_runs(&pool).await?;
     let now = Utc::now();
-    let time = |t: Option<chrono::DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+    let time = |t: Option<chrono::DateTime<Utc>>| {
+        t.map_or("-".to_owned(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
+    };
     println!(
         "{:<26} {:<14} {:<19}  {:<19}  {:<9} {:>9} {:>7}  ERROR",
         "JOB", "SCHEDULE", "NEXT RUN (UTC)", "LAST RUN (UTC)", "STATUS", "ROWS", "BATCHES"
@@ -47,8 +50,7 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
     let Some(job) = JobName::parse(name) else {
         anyhow::bail!("no job named {name:?}; the jobs are: {}", names());
     };
-    let auto = config.database.auto_migrate;
-    let (pool, _) = db::open(&config.database, auto, auto).await?;
+    let (pool, _) = db::open(&config.database).await?;
     let ctx = JobContext {
         pool: &pool,
         config,
@@ -60,7 +62,10 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
     pool.close().await;
     match outcome {
         RunOutcome::Finished(done) => {
-            println!("{job}: succeeded, {} rows affected in {} batches", done.rows_affected, done.batches);
+            println!(
+                "{job}: succeeded, {} rows affected in {} batches",
+                done.rows_affected, done.batches
+            );
             Ok(ExitCode::SUCCESS)
         }
         RunOutcome::Failed(failed) => {
@@ -71,6 +76,8 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
                 failed.error
             )
         }
-        RunOutcome::Skipped => anyhow::bail!("{job}: skipped, another run of it is still in progress"),
+        RunOutcome::Skipped => {
+            anyhow::bail!("{job}: skipped, another run of it is still in progress")
+        }
     }
 }

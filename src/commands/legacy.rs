@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::{db, legacy};
 
 async fn pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    let (pool, _) = db::open(&config.database, false, config.database.auto_migrate).await?;
+    let (pool, _) = db::open(&config.database).await?;
     Ok(pool)
 }
 

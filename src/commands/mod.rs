@@ -5,12 +5,14 @@ mod check;
 mod jobs;
 mod legacy;
 mod migrate;
+mod registry;
+mod status;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigCommand, JobsCommand, LegacyCommand};
+use crate::cli::{Cli, Command, ConfigCommand, JobsCommand, LegacyCommand, RegistryCommand};
 use crate::config::Config;
 use crate::daemon;
 
@@ -58,10 +60,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 record,
             } => check::run(&config, service.as_deref(), json, record).await,
-            Command::Status { .. } => not_yet("status", 7),
+            Command::Status { json } => status::run(&config, json).await,
             Command::Jobs(JobsCommand::List) => jobs::list(&config).await,
             Command::Jobs(JobsCommand::Run { name }) => jobs::run(&config, &name).await,
-            Command::Registry(_) => not_yet("registry import", 7),
+            Command::Registry(RegistryCommand::Import { dir, prune }) => {
+                registry::import(&config, &dir, prune).await
+            }
             Command::Demo => not_yet("demo", 7),
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
         }

@@ -166,12 +166,28 @@ pub(super) fn validate(
         analytics_retention: AnalyticsRetentionConfig {
             schedule: c.cron("jobs.analytics_retention.schedule", &retention.schedule),
             retain: c.duration("jobs.analytics_retention.retain", &retention.retain),
-            lock_timeout: c.duration("jobs.analytics_retention.lock_timeout", &retention.lock_timeout),
-            attempts: c.int("jobs.analytics_retention.attempts", retention.attempts, 1, 100),
-            batch_size: c.int("jobs.analytics_retention.batch_size", retention.batch_size, 1, 1_000_000),
+            lock_timeout: c.duration(
+                "jobs.analytics_retention.lock_timeout",
+                &retention.lock_timeout,
+            ),
+            attempts: c.int(
+                "jobs.analytics_retention.attempts",
+                retention.attempts,
+                1,
+                100,
+            ),
+            batch_size: c.int(
+                "jobs.analytics_retention.batch_size",
+                retention.batch_size,
+                1,
+                1_000_000,
+            ),
         },
         partition_maintenance: PartitionMaintenanceConfig {
-            schedule: c.cron("jobs.partition_maintenance.schedule", &j.partition_maintenance.schedule),
+            schedule: c.cron(
+                "jobs.partition_maintenance.schedule",
+                &j.partition_maintenance.schedule,
+            ),
             premake_months: c.int(
                 "jobs.partition_maintenance.premake_months",
                 j.partition_maintenance.premake_months,
@@ -180,7 +196,10 @@ pub(super) fn validate(
             ),
         },
         validation_cache_cleanup: CacheCleanupConfig {
-            schedule: c.cron("jobs.validation_cache_cleanup.schedule", &j.validation_cache_cleanup.schedule),
+            schedule: c.cron(
+                "jobs.validation_cache_cleanup.schedule",
+                &j.validation_cache_cleanup.schedule,
+            ),
             batch_size: c.int(
                 "jobs.validation_cache_cleanup.batch_size",
                 j.validation_cache_cleanup.batch_size,
@@ -197,7 +216,10 @@ pub(super) fn validate(
         },
     };
     if jobs.lease_ttl < Duration::from_secs(1) {
-        c.fail("jobs.lease_ttl", "must be at least 1s: the lease is renewed every third of it");
+        c.fail(
+            "jobs.lease_ttl",
+            "must be at least 1s: the lease is renewed every third of it",
+        );
     }
 
     let log = LogConfig {

@@ -6,6 +6,9 @@
 //! Boundary rule: a partition is dropped when its whole month is older than the cut-off
 //! (`now - retain`); the month containing the cut-off is kept, so analytics rows live between
 //! `retain` and `retain` plus one month.
+//!
+//! The destructive SQL is in migration 0007's SECURITY DEFINER functions, which refuse anything
+//! not wholly in the past, so a least-privilege daemon role can run this job.
 
 use std::time::Duration;
 
@@ -34,21 +37,17 @@ pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
     loop {
         let mut tx = ctx.pool.begin().await?;
         ctx.fence.check(&mut tx).await?;
-        let deleted = sqlx::query(
-            r#"DELETE FROM service_usage_analytics_default
-                WHERE ctid = ANY (ARRAY(SELECT ctid FROM service_usage_analytics_default
-                                         WHERE "timestamp" < $1 LIMIT $2))"#,
-        )
-        .bind(cutoff)
-        .bind(i64::from(config.batch_size))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let deleted: i64 =
+            sqlx::query_scalar("SELECT usage_analytics_delete_default_before($1, $2)")
+                .bind(cutoff)
+                .bind(i32::try_from(config.batch_size).unwrap_or(i32::MAX))
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         if deleted == 0 {
             return Ok(());
         }
-        done.add(deleted);
+        done.add(deleted as u64);
     }
 }
 
@@ -79,7 +78,13 @@ async fn drop_with_retries(ctx: &JobContext<'_>, partition: &Partition) -> anyho
     }
 }
 
-async fn drop_once(ctx: &JobContext<'_>, partition: &Partition, lock_timeout: Duration) -> sqlx::Result<u64> {
+/// One attempt, in its own transaction: lease check, then the owner's drop function (which
+/// counts the rows, locks the parent and drops the partition).
+async fn drop_once(
+    ctx: &JobContext<'_>,
+    partition: &Partition,
+    lock_timeout: Duration,
+) -> sqlx::Result<u64> {
     let mut tx = ctx.pool.begin().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL lock_timeout = '{}ms'",
@@ -91,21 +96,9 @@ async fn drop_once(ctx: &JobContext<'_>, partition: &Partition, lock_timeout: Du
         super::lease::FenceError::Db(db) => db,
         lost => sqlx::Error::Protocol(lost.to_string()),
     })?;
-    // The name comes from the catalog; quote_ident keeps it an identifier.
-    let ident: String = sqlx::query_scalar("SELECT quote_ident($1)")
+    let rows: i64 = sqlx::query_scalar("SELECT usage_analytics_drop_partition($1::regclass)")
         .bind(&partition.name)
         .fetch_one(&mut *tx)
-        .await?;
-    // Counted before the parent is locked, so inserts elsewhere wait only for the DROP itself.
-    // (An old month receives no inserts; a backfill racing this count would go uncounted.)
-    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {ident}")))
-        .fetch_one(&mut *tx)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partitions::PARENT)))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {ident}")))
-        .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(rows as u64)

@@ -13,7 +13,12 @@ pub const MAINTENANCE: &str = "maintenance";
 
 /// Takes the lease if it is free or expired, or renews it if `holder` has it. Returns the
 /// epoch when `holder` is the leader afterwards, `None` when someone else is.
-pub async fn acquire_or_renew(pool: &PgPool, name: &str, holder: &str, ttl: Duration) -> sqlx::Result<Option<i64>> {
+pub async fn acquire_or_renew(
+    pool: &PgPool,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "INSERT INTO maintenance_leases AS l (name, holder, epoch, acquired_at, expires_at)
          VALUES ($1, $2, 1, now(), now() + $3 * interval '1 millisecond')
@@ -55,7 +60,9 @@ pub enum Fence {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FenceError {
-    #[error("the leader lease was lost (held by {holder} at epoch {epoch} no longer); step not run")]
+    #[error(
+        "the leader lease was lost (held by {holder} at epoch {epoch} no longer); step not run"
+    )]
     Lost { holder: String, epoch: i64 },
     #[error(transparent)]
     Db(#[from] sqlx::Error),

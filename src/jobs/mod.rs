@@ -123,7 +123,12 @@ pub enum RunOutcome {
 }
 
 /// Runs `job` once, recorded in `maintenance_job_runs` and logged; `holder` names this process.
-pub async fn run(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder: &str) -> anyhow::Result<RunOutcome> {
+pub async fn run(
+    job: JobName,
+    ctx: &JobContext<'_>,
+    trigger: Trigger,
+    holder: &str,
+) -> anyhow::Result<RunOutcome> {
     let name = job.as_str();
     let mut lock_conn = ctx.pool.acquire().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -148,7 +153,12 @@ pub async fn run(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder: &
     result
 }
 
-async fn run_locked(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder: &str) -> anyhow::Result<RunOutcome> {
+async fn run_locked(
+    job: JobName,
+    ctx: &JobContext<'_>,
+    trigger: Trigger,
+    holder: &str,
+) -> anyhow::Result<RunOutcome> {
     let name = job.as_str();
     runs::abandon_stale(ctx.pool, name).await?;
     let id = runs::start(ctx.pool, name, trigger, holder).await?;
@@ -171,7 +181,14 @@ async fn run_locked(job: JobName, ctx: &JobContext<'_>, trigger: Trigger, holder
         }
         Err(error) => {
             let message = format!("{error:#}");
-            runs::finish(ctx.pool, id, done.rows_affected, done.batches, Some(&message)).await?;
+            runs::finish(
+                ctx.pool,
+                id,
+                done.rows_affected,
+                done.batches,
+                Some(&message),
+            )
+            .await?;
             tracing::error!(
                 event = "job_failed",
                 job = name,

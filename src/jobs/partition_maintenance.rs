@@ -11,7 +11,12 @@ use super::partitions::{add_months, month_of, start_of};
 use super::{Done, JobContext};
 
 /// The months that must have a partition at `now`: current and ahead, then caught-up ones.
-pub fn wanted_months(now: DateTime<Utc>, premake: u32, stray: &[NaiveDate], retain_from: DateTime<Utc>) -> Vec<NaiveDate> {
+pub fn wanted_months(
+    now: DateTime<Utc>,
+    premake: u32,
+    stray: &[NaiveDate],
+    retain_from: DateTime<Utc>,
+) -> Vec<NaiveDate> {
     let current = month_of(now);
     let mut months: Vec<NaiveDate> = (0..=premake).map(|k| add_months(current, k)).collect();
     for &m in stray {
@@ -71,7 +76,13 @@ mod tests {
         let stray = [month(2026, 5), month(2026, 6), month(2026, 9)];
         assert_eq!(
             wanted_months(now, 2, &stray, retain_from),
-            [month(2026, 6), month(2026, 9), month(2026, 11), month(2026, 12), month(2027, 1)]
+            [
+                month(2026, 6),
+                month(2026, 9),
+                month(2026, 11),
+                month(2026, 12),
+                month(2027, 1)
+            ]
         );
         assert_eq!(wanted_months(now, 0, &[], retain_from), [month(2026, 11)]);
     }

@@ -45,7 +45,10 @@ pub fn add_months(month: NaiveDate, n: u32) -> NaiveDate {
 }
 
 pub fn start_of(month: NaiveDate) -> DateTime<Utc> {
-    month.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+    month
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
 }
 
 #[cfg(test)]
@@ -57,7 +60,13 @@ mod tests {
     fn months_are_utc_calendar_months() {
         let t = Utc.with_ymd_and_hms(2026, 1, 31, 23, 59, 59).unwrap();
         assert_eq!(month_of(t), NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
-        assert_eq!(add_months(month_of(t), 13), NaiveDate::from_ymd_opt(2027, 2, 1).unwrap());
-        assert_eq!(start_of(month_of(t)), Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            add_months(month_of(t), 13),
+            NaiveDate::from_ymd_opt(2027, 2, 1).unwrap()
+        );
+        assert_eq!(
+            start_of(month_of(t)),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+        );
     }
 }

@@ -42,7 +42,13 @@ pub async fn start(pool: &PgPool, job: &str, trigger: Trigger, holder: &str) -> 
     .await
 }
 
-pub async fn finish(pool: &PgPool, id: i64, rows: i64, batches: i32, error: Option<&str>) -> sqlx::Result<()> {
+pub async fn finish(
+    pool: &PgPool,
+    id: i64,
+    rows: i64,
+    batches: i32,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE maintenance_job_runs
             SET finished_at = clock_timestamp(), rows_affected = $2, batches = $3, error = $4,
@@ -58,7 +64,13 @@ pub async fn finish(pool: &PgPool, id: i64, rows: i64, batches: i32, error: Opti
     .map(drop)
 }
 
-pub async fn skipped(pool: &PgPool, job: &str, trigger: Trigger, holder: &str, why: &str) -> sqlx::Result<()> {
+pub async fn skipped(
+    pool: &PgPool,
+    job: &str,
+    trigger: Trigger,
+    holder: &str,
+    why: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO maintenance_job_runs (job, trigger, scheduled_for, status, finished_at, error, holder)
          VALUES ($1, $2, $3, 'skipped', now(), $4, $5)",

@@ -36,7 +36,11 @@ pub struct JobScheduling {
     stop: CancellationToken,
 }
 
-pub async fn start(pool: PgPool, config: Arc<Config>, holder: String) -> anyhow::Result<JobScheduling> {
+pub async fn start(
+    pool: PgPool,
+    config: Arc<Config>,
+    holder: String,
+) -> anyhow::Result<JobScheduling> {
     let leadership = Arc::new(Leadership::default());
     let stop = CancellationToken::new();
     let lease_task = tokio::spawn(keep_lease(
@@ -50,8 +54,13 @@ pub async fn start(pool: PgPool, config: Arc<Config>, holder: String) -> anyhow:
     let scheduler = JobScheduler::new().await?;
     for job in JobName::ALL {
         let schedule = job.schedule(&config).clone();
-        let (pool, config, holder, leadership, runs) =
-            (pool.clone(), config.clone(), holder.clone(), leadership.clone(), runs.clone());
+        let (pool, config, holder, leadership, runs) = (
+            pool.clone(),
+            config.clone(),
+            holder.clone(),
+            leadership.clone(),
+            runs.clone(),
+        );
         let text = schedule.as_str().to_owned();
         let cron_job = Job::new_async(text, move |_, _| {
             let (pool, config, holder, leadership, runs, schedule) = (
@@ -63,7 +72,9 @@ pub async fn start(pool: PgPool, config: Arc<Config>, holder: String) -> anyhow:
                 schedule.clone(),
             );
             Box::pin(async move {
-                let Some(epoch) = leadership.epoch() else { return };
+                let Some(epoch) = leadership.epoch() else {
+                    return;
+                };
                 let now = Utc::now();
                 let due = schedule.latest_at_or_before(now).unwrap_or(now);
                 runs.lock().await.spawn(async move {
@@ -125,7 +136,9 @@ async fn keep_lease(
         };
         let before = leadership.0.swap(epoch.unwrap_or(0), Ordering::SeqCst);
         match (before > 0, epoch) {
-            (false, Some(epoch)) => tracing::info!(event = "leader_elected", holder = %holder, epoch),
+            (false, Some(epoch)) => {
+                tracing::info!(event = "leader_elected", holder = %holder, epoch)
+            }
             (true, None) => tracing::warn!(event = "leader_lost", holder = %holder),
             _ => {}
         }

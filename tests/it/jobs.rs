@@ -81,41 +81,89 @@ fn month(y: i32, m: u32) -> NaiveDate {
 async fn retention_drops_whole_old_months_keeps_the_rest_and_reruns_as_a_no_op() {
     let db = TestDb::migrated().await;
     seed_user_and_service(&db).await;
-    let now = Utc.with_ymd_and_hms(2031, 6, 15, 3, 0, 0).unwrap();
-    // Nine months of analytics: October 2030 to June 2031, 2,000 rows each.
+    // Real time: the drop function refuses partitions that are not wholly in the past.
+    let now = Utc::now();
+    let first = jobs::partitions::month_of(now)
+        .checked_sub_months(Months::new(8))
+        .unwrap();
+    // Nine months of analytics up to the current one, 2,000 rows each.
     for k in 0..9 {
-        let m = month(2030, 10).checked_add_months(Months::new(k)).unwrap();
-        sqlx::query("SELECT ensure_usage_analytics_partition($1)").bind(m).execute(&db.pool).await.unwrap();
+        let m = first.checked_add_months(Months::new(k)).unwrap();
+        sqlx::query("SELECT ensure_usage_analytics_partition($1)")
+            .bind(m)
+            .execute(&db.pool)
+            .await
+            .unwrap();
         insert_month(&db, m, 2000).await;
     }
     // Strays older than retention in the default partition.
     insert_month(&db, month(2020, 1), 25).await;
     let cutoff = now - chrono::TimeDelta::days(180);
-    let newer = count(&db, r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" >= $1"#, cutoff).await;
-    let older = count(&db, r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" < $1"#, cutoff).await;
+    let newer = count(
+        &db,
+        r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" >= $1"#,
+        cutoff,
+    )
+    .await;
+    let older = count(
+        &db,
+        r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" < $1"#,
+        cutoff,
+    )
+    .await;
     let doomed: i64 = {
         let mut n = 0;
         for (name, _, to) in partitions(&db).await {
             if to <= cutoff {
-                n += count(&db, &format!("SELECT count(*) FROM {name} WHERE $1::timestamptz IS NOT NULL"), now).await;
+                n += count(
+                    &db,
+                    &format!("SELECT count(*) FROM {name} WHERE $1::timestamptz IS NOT NULL"),
+                    now,
+                )
+                .await;
             }
         }
         n
     };
 
-    let config = config(&db, "[jobs.analytics_retention]\nretain = \"180d\"\nbatch_size = 10\n");
+    let config = config(
+        &db,
+        "[jobs.analytics_retention]\nretain = \"180d\"\nbatch_size = 10\n",
+    );
     let clock = FixedClock::new(now);
     let done = finished(run(&db, &config, &clock, JobName::AnalyticsRetention).await);
 
     let left = partitions(&db).await;
-    assert!(left.iter().all(|(_, _, to)| *to > cutoff), "a partition wholly older than the cut-off survived: {left:?}");
-    // The month holding the cut-off (December 2030) is kept whole: the documented boundary rule.
-    assert!(left.iter().any(|(_, from, _)| *from == month(2030, 12).and_hms_opt(0, 0, 0).unwrap().and_utc()));
-    let newer_after = count(&db, r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" >= $1"#, cutoff).await;
-    assert_eq!(newer_after, newer, "every row newer than the cut-off is kept");
-    assert_eq!(done.rows_affected, doomed + 25, "rows of dropped partitions plus default-partition strays");
+    assert!(
+        left.iter().all(|(_, _, to)| *to > cutoff),
+        "a partition wholly older than the cut-off survived: {left:?}"
+    );
+    // The month holding the cut-off is kept whole: the documented boundary rule.
+    let cutoff_month = jobs::partitions::start_of(jobs::partitions::month_of(cutoff));
+    assert!(
+        left.iter().any(|(_, from, _)| *from == cutoff_month),
+        "{left:?}"
+    );
+    let newer_after = count(
+        &db,
+        r#"SELECT count(*) FROM service_usage_analytics WHERE "timestamp" >= $1"#,
+        cutoff,
+    )
+    .await;
+    assert_eq!(
+        newer_after, newer,
+        "every row newer than the cut-off is kept"
+    );
+    assert_eq!(
+        done.rows_affected,
+        doomed + 25,
+        "rows of dropped partitions plus default-partition strays"
+    );
     assert!(older > 0 && done.rows_affected <= older);
-    assert!(done.batches >= 3 + 3, "{done:?}: partitions dropped one per batch, strays 10 per batch");
+    assert!(
+        done.batches >= 3 + 3,
+        "{done:?}: partitions dropped one per batch, strays 10 per batch"
+    );
 
     let again = finished(run(&db, &config, &clock, JobName::AnalyticsRetention).await);
     assert_eq!(again, jobs::Done::default(), "a rerun is a no-op");
@@ -125,7 +173,10 @@ async fn retention_drops_whole_old_months_keeps_the_rest_and_reruns_as_a_no_op()
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(recorded, ("succeeded".to_owned(), done.rows_affected, done.batches));
+    assert_eq!(
+        recorded,
+        ("succeeded".to_owned(), done.rows_affected, done.batches)
+    );
 }
 
 #[tokio::test]
@@ -157,17 +208,33 @@ async fn premake_is_idempotent_and_a_five_month_pause_catches_up() {
     insert_month(&db, month(2031, 1), 5).await;
     clock.set(Utc.with_ymd_and_hms(2032, 8, 10, 0, 15, 0).unwrap());
     let caught_up = finished(run(&db, &config, &clock, JobName::PartitionMaintenance).await);
-    assert_eq!(caught_up.rows_affected, 5, "July (caught up) and August to November");
-    let froms: Vec<NaiveDate> = partitions(&db).await.iter().map(|(_, from, _)| from.date_naive()).collect();
+    assert_eq!(
+        caught_up.rows_affected, 5,
+        "July (caught up) and August to November"
+    );
+    let froms: Vec<NaiveDate> = partitions(&db)
+        .await
+        .iter()
+        .map(|(_, from, _)| from.date_naive())
+        .collect();
     for m in 3..=11 {
-        assert!(froms.contains(&month(2032, m)), "2032-{m:02} missing: {froms:?}");
+        assert!(
+            froms.contains(&month(2032, m)),
+            "2032-{m:02} missing: {froms:?}"
+        );
     }
-    assert!(!froms.contains(&month(2031, 1)), "a month retention would drop at once got a partition");
+    assert!(
+        !froms.contains(&month(2031, 1)),
+        "a month retention would drop at once got a partition"
+    );
     let in_july: i64 = sqlx::query_scalar("SELECT count(*) FROM service_usage_analytics_p203207")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(in_july, 100, "July's rows moved out of the default partition");
+    assert_eq!(
+        in_july, 100,
+        "July's rows moved out of the default partition"
+    );
 }
 
 #[tokio::test]
@@ -207,21 +274,24 @@ async fn cache_cleanup_removes_exactly_the_expired_rows_in_batches() {
     writer.await.unwrap();
     assert_eq!(done.rows_affected, 23_456);
     assert_eq!(done.batches, 3, "10,000 + 10,000 + 3,456");
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM api_key_validation_cache WHERE expires_at < $1")
-        .bind(now)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM api_key_validation_cache WHERE expires_at < $1")
+            .bind(now)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM api_key_validation_cache")
         .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(kept, 30_000 - 23_456 + 200);
-    let batches: i32 = sqlx::query_scalar("SELECT batches FROM maintenance_job_runs WHERE job = 'validation_cache_cleanup'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let batches: i32 = sqlx::query_scalar(
+        "SELECT batches FROM maintenance_job_runs WHERE job = 'validation_cache_cleanup'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(batches, 3, "the batch count is recorded");
 }
 
@@ -229,7 +299,10 @@ async fn cache_cleanup_removes_exactly_the_expired_rows_in_batches() {
 async fn a_run_due_while_the_previous_runs_is_skipped_and_a_lock_timeout_fails_cleanly() {
     let db = TestDb::migrated().await;
     seed_user_and_service(&db).await;
-    sqlx::query("SELECT ensure_usage_analytics_partition('2020-01-01')").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT ensure_usage_analytics_partition('2020-01-01')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let config = config(
         &db,
         "[jobs.analytics_retention]\nretain = \"180d\"\nlock_timeout = \"1500ms\"\nattempts = 2\n",
@@ -238,11 +311,21 @@ async fn a_run_due_while_the_previous_runs_is_skipped_and_a_lock_timeout_fails_c
 
     // Someone holds the analytics table: the drop waits for its lock.
     let mut blocker = db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE service_usage_analytics IN ACCESS SHARE MODE").execute(&mut *blocker).await.unwrap();
+    sqlx::query("LOCK TABLE service_usage_analytics IN ACCESS SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let (pool, cfg, clk) = (db.pool.clone(), config.clone(), clock.clone());
     let first = tokio::spawn(async move {
-        let ctx = JobContext { pool: &pool, config: &cfg, clock: &clk, fence: Fence::Manual };
-        jobs::run(JobName::AnalyticsRetention, &ctx, Trigger::Manual, "first").await.unwrap()
+        let ctx = JobContext {
+            pool: &pool,
+            config: &cfg,
+            clock: &clk,
+            fence: Fence::Manual,
+        };
+        jobs::run(JobName::AnalyticsRetention, &ctx, Trigger::Manual, "first")
+            .await
+            .unwrap()
     });
     // Wait until the first run is waiting on the lock, then start a second one.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -256,7 +339,10 @@ async fn a_run_due_while_the_previous_runs_is_skipped_and_a_lock_timeout_fails_c
         if waiting > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the first run never waited for the lock");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never waited for the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let second = run(&db, &config, &clock, JobName::AnalyticsRetention).await;
@@ -264,8 +350,14 @@ async fn a_run_due_while_the_previous_runs_is_skipped_and_a_lock_timeout_fails_c
 
     // The first run's two attempts time out: it fails, recorded with its error.
     let first = first.await.unwrap();
-    let RunOutcome::Failed(failed) = first else { panic!("{first:?}") };
-    assert!(format!("{:#}", failed.error).contains("lock timeout"), "{:#}", failed.error);
+    let RunOutcome::Failed(failed) = first else {
+        panic!("{first:?}")
+    };
+    assert!(
+        format!("{:#}", failed.error).contains("lock timeout"),
+        "{:#}",
+        failed.error
+    );
     blocker.rollback().await.unwrap();
 
     let rows: Vec<(String, Option<String>)> =
@@ -275,7 +367,10 @@ async fn a_run_due_while_the_previous_runs_is_skipped_and_a_lock_timeout_fails_c
             .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0].0, "failed");
-    assert!(rows[0].1.as_deref().unwrap().contains("after 2 attempt(s)"), "{rows:?}");
+    assert!(
+        rows[0].1.as_deref().unwrap().contains("after 2 attempt(s)"),
+        "{rows:?}"
+    );
     assert_eq!(rows[1].0, "skipped");
 
     // With the lock free, the next run succeeds.
@@ -289,15 +384,29 @@ async fn jobs_run_and_list_from_the_command_line() {
     let env = [("DATABASE_URL", db.url.expose())];
     let ran = healthd(&["jobs", "run", "housekeeping"], &env);
     assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
-    assert!(text(&ran.stdout).contains("housekeeping: succeeded"), "{}", text(&ran.stdout));
+    assert!(
+        text(&ran.stdout).contains("housekeeping: succeeded"),
+        "{}",
+        text(&ran.stdout)
+    );
     let list = healthd(&["jobs", "list"], &env);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
     let out = text(&list.stdout);
     let line = out.lines().find(|l| l.starts_with("housekeeping")).unwrap();
-    assert!(line.contains("0 30 * * * *") && line.contains("succeeded"), "{out}");
-    let never = out.lines().find(|l| l.starts_with("analytics_retention")).unwrap();
+    assert!(
+        line.contains("0 30 * * * *") && line.contains("succeeded"),
+        "{out}"
+    );
+    let never = out
+        .lines()
+        .find(|l| l.starts_with("analytics_retention"))
+        .unwrap();
     assert!(never.contains("never"), "{out}");
     let unknown = healthd(&["jobs", "run", "vacuum_everything"], &env);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(text(&unknown.stderr).contains("partition_maintenance, analytics_retention"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("partition_maintenance, analytics_retention"),
+        "{}",
+        text(&unknown.stderr)
+    );
 }

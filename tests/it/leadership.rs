@@ -18,11 +18,12 @@ const JOBS: &str = "[jobs]\nlease_ttl = \"3s\"\n\
 
 /// The pids of the processes that ran scheduled housekeeping, and whether any due time ran twice.
 async fn scheduled_runs(db: &TestDb) -> (HashSet<u32>, i64) {
-    let holders: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT holder FROM maintenance_job_runs WHERE trigger = 'schedule'")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT holder FROM maintenance_job_runs WHERE trigger = 'schedule'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT scheduled_for FROM maintenance_job_runs
                                  WHERE trigger = 'schedule' AND status <> 'skipped'
@@ -31,7 +32,10 @@ async fn scheduled_runs(db: &TestDb) -> (HashSet<u32>, i64) {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    let pids = holders.iter().map(|h| h.split(':').nth(1).unwrap().parse().unwrap()).collect();
+    let pids = holders
+        .iter()
+        .map(|h| h.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
     (pids, twice)
 }
 
@@ -56,7 +60,11 @@ async fn only_the_leader_runs_jobs_and_another_takes_over_when_it_stops() {
     let second = Daemon::start(&db.url, &config);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (pids, twice) = scheduled_runs(&db).await;
-    assert_eq!(pids, HashSet::from([first.pid()]), "only the leader ran jobs");
+    assert_eq!(
+        pids,
+        HashSet::from([first.pid()]),
+        "only the leader ran jobs"
+    );
     assert_eq!(twice, 0, "no due time ran twice");
     assert!(runs_by(&db, first.pid()).await >= 3);
 
@@ -65,7 +73,10 @@ async fn only_the_leader_runs_jobs_and_another_takes_over_when_it_stops() {
     assert_eq!(code, Some(0));
     second.wait_for(leader_elected, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(runs_by(&db, second.pid()).await >= 2, "the new leader runs the jobs");
+    assert!(
+        runs_by(&db, second.pid()).await >= 2,
+        "the new leader runs the jobs"
+    );
     let (_, twice) = scheduled_runs(&db).await;
     assert_eq!(twice, 0);
     second.stop();
@@ -93,9 +104,15 @@ async fn a_failing_job_stops_neither_the_scheduler_nor_the_prober() {
     let healthy = fleet::spawn(Behaviour::Healthy).await;
     register(&db, "healthy", healthy.port.into()).await;
     // A partition retention must drop, and a session that keeps the table locked.
-    sqlx::query("SELECT ensure_usage_analytics_partition('2020-01-01')").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT ensure_usage_analytics_partition('2020-01-01')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let mut blocker = db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE service_usage_analytics IN ACCESS SHARE MODE").execute(&mut *blocker).await.unwrap();
+    sqlx::query("LOCK TABLE service_usage_analytics IN ACCESS SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
 
     let config = fast_config(
         "interval = \"300ms\"\ntimeout = \"250ms\"",
@@ -105,7 +122,10 @@ async fn a_failing_job_stops_neither_the_scheduler_nor_the_prober() {
     let daemon = Daemon::start(&db.url, &config);
     let failed = daemon.wait_for(|e| e["event"] == "job_failed", Duration::from_secs(10));
     assert_eq!(failed["job"], "analytics_retention");
-    assert!(failed["error"].as_str().unwrap().contains("lock timeout"), "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("lock timeout"),
+        "{failed}"
+    );
     let hits_at_failure = healthy.hits();
     blocker.rollback().await.unwrap();
 
@@ -114,7 +134,10 @@ async fn a_failing_job_stops_neither_the_scheduler_nor_the_prober() {
         Duration::from_secs(10),
     );
     assert!(finished["rows_affected"].is_i64() || finished["rows_affected"].is_u64());
-    assert!(healthy.hits() > hits_at_failure + 3, "the prober kept checking");
+    assert!(
+        healthy.hits() > hits_at_failure + 3,
+        "the prober kept checking"
+    );
     let status: (String, Option<String>) = sqlx::query_as(
         "SELECT status, error FROM maintenance_job_runs WHERE job = 'analytics_retention' ORDER BY id LIMIT 1",
     )

@@ -6,6 +6,7 @@ mod fleet;
 mod helpers;
 mod jobs;
 mod leadership;
+mod least_privilege;
 
 mod analytics_partitions;
 mod check_command;
@@ -14,5 +15,7 @@ mod legacy_migration;
 mod migrations;
 mod prober;
 mod proxy;
+mod registry_import;
 mod registry_watch;
 mod resilience;
+mod status_command;

@@ -1,4 +1,7 @@
-//! The service registry as the daemon reads it: the available rows of `service_registry`.
+//! The service registry as the daemon reads it: the available rows of `service_registry`,
+//! reloaded on change. `import` writes it from a directory of service files.
+
+pub mod import;
 
 use sqlx::PgPool;
 use sqlx::types::Json;
