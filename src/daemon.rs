@@ -1,32 +1,44 @@
-//! The daemon's lifecycle (`mcp-healthd run`): connect (retrying while the database is down),
-//! migrate, read back the services' state, then run the prober pipeline until SIGTERM/SIGINT:
+//! The daemon's lifecycle (`mcp-healthd run`):
 //!
-//! registry watch -> scheduler -> probe tasks -> monitor (state machine, alert log) -> writer.
-//!
-//! Shutdown: no new checks; in-flight checks get `daemon.shutdown_grace`; the monitor drains;
-//! the writer flushes once more. A second signal exits at once.
+//! 1. connect, retrying with backoff while the database is down (not READY until connected);
+//!    migrate (or, without `auto_migrate`, check that nothing is pending);
+//! 2. read back every service's state, load the registry, start the pipeline —
+//!    registry watch -> scheduler -> probes -> monitor (state machine, alert log) -> writer —
+//!    and the job scheduler and the HTTP endpoint; then READY=1;
+//! 3. SIGHUP: reload the configuration file, swap it in whole if valid, keep the old one if not;
+//! 4. SIGTERM/SIGINT: STOPPING=1, no new checks, in-flight ones get `daemon.shutdown_grace`, the
+//!    monitor drains, the writer flushes once more, the lease is released. A second signal exits
+//!    at once.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
-use tokio::sync::mpsc;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::ConfigSource;
 use crate::config::Config;
 use crate::health::Thresholds;
-use crate::monitor::Monitor;
+use crate::jobs::scheduler::JobScheduling;
+use crate::monitor::{Monitor, Report};
+use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::registry::RegistryRow;
 use crate::scheduler::Scheduler;
+use crate::stats::Stats;
 use crate::store::{self, Pending};
 use crate::target::{self, Planned};
+use crate::telemetry::LevelHandle;
 use crate::writer::Writer;
-use crate::{db, registry};
+use crate::{db, http, registry, telemetry};
 
 pub fn thresholds(config: &Config) -> Thresholds {
     Thresholds {
@@ -60,24 +72,18 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Unique per process start, so a restarted daemon never mistakes the old lease for its own.
+/// Unique per start of the job scheduler, so a restart never mistakes an old lease for its own.
 fn job_holder() -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{}:{}", identity(), &nonce[..8])
 }
 
 fn log_registry(planned: &[Planned], event: &'static str) {
-    let invalid: Vec<&str> = planned
+    let invalid = planned
         .iter()
         .filter(|p| matches!(p, Planned::Invalid(_)))
-        .map(Planned::service_type)
-        .collect();
-    tracing::info!(
-        event,
-        services = planned.len(),
-        invalid = invalid.len(),
-        "registry loaded"
-    );
+        .count();
+    tracing::info!(event, services = planned.len(), invalid, "registry loaded");
     for p in planned {
         if let Planned::Invalid(i) = p {
             tracing::warn!(event = "invalid_target", service_type = %i.service_type, url = %i.url, reason = %i.reason);
@@ -85,105 +91,179 @@ fn log_registry(planned: &[Planned], event: &'static str) {
     }
 }
 
-pub async fn run(config: Config, _source: ConfigSource) -> anyhow::Result<ExitCode> {
-    let shutdown = CancellationToken::new();
-    let signals = spawn_signal_handler(shutdown.clone())?;
-
-    let Some(pool) = connect_with_retry(&config, &shutdown).await? else {
-        signals.abort();
-        return Ok(ExitCode::SUCCESS);
-    };
-    let rows = registry::load_available(&pool).await?;
-    let states = store::load_states(&pool).await?;
-
-    let pending = Arc::new(Mutex::new(Pending::default()));
-    let (reports, report_rx) = mpsc::channel(4096);
-    let monitor =
-        tokio::spawn(Monitor::new(states, thresholds(&config), pending.clone()).run(report_rx));
-    let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(
-        Writer {
-            pool: pool.clone(),
-            pending,
-            flush_interval: config.database.flush_interval,
-            uptime_window: config.uptime.window,
-            check_interval: config.probe.interval,
-            checked_by: identity(),
-        }
-        .run(writer_stop.clone()),
-    );
-
-    let mut scheduler = Scheduler::new(
-        Prober::new(&config.probe)?,
-        config.probe.interval,
-        config.probe.concurrency,
-        reports,
-    );
-    let planned = plan_all(&rows, &config);
-    log_registry(&planned, "daemon_started");
-    scheduler.apply(planned);
-
-    let config = Arc::new(config);
-    let job_scheduling =
-        crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?;
-
-    let (changes, mut change_rx) = mpsc::channel(4);
-    let watcher = tokio::spawn(registry::watch(
-        pool.clone(),
-        config.registry.refresh_interval,
-        changes,
-        rows,
-        shutdown.child_token(),
-    ));
-
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(rows) = change_rx.recv() => {
-                let planned = plan_all(&rows, &config);
-                log_registry(&planned, "registry_changed");
-                scheduler.apply(planned);
-            }
-        }
-    }
-
-    tracing::info!(
-        event = "daemon_stopping",
-        "no new checks; finishing those in flight"
-    );
-    let grace = config.daemon.shutdown_grace;
-    let (_, jobs_stopped) = tokio::join!(
-        scheduler.stop(grace),
-        tokio::time::timeout(grace, job_scheduling.stop())
-    );
-    if jobs_stopped.is_err() {
-        tracing::warn!(
-            event = "jobs_abandoned",
-            "maintenance jobs still running when the grace ran out"
-        );
-    }
-    let _ = monitor.await;
-    writer_stop.cancel();
-    let _ = writer.await;
-    let _ = watcher.await;
-    pool.close().await;
-    signals.abort();
-    tracing::info!(event = "daemon_stopped", "stopped");
-    Ok(ExitCode::SUCCESS)
+/// A cancellable background task.
+struct Task {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
 }
 
-/// First SIGTERM/SIGINT cancels `shutdown`; a second one exits immediately.
+impl Task {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// Everything that runs once the database is reachable; replaced piecewise on reload.
+struct Pipeline {
+    config: Arc<Config>,
+    config_tx: watch::Sender<Arc<Config>>,
+    services_tx: watch::Sender<Arc<HashSet<String>>>,
+    reports: mpsc::Sender<Report>,
+    scheduler: Scheduler,
+    jobs: JobScheduling,
+    watcher: Task,
+    http: Option<Task>,
+    rows: Vec<RegistryRow>,
+    changes: mpsc::Sender<Vec<RegistryRow>>,
+    stats: Arc<Stats>,
+    pool: PgPool,
+}
+
+impl Pipeline {
+    fn apply_registry(&mut self, rows: Vec<RegistryRow>, event: &'static str) {
+        let planned = plan_all(&rows, &self.config);
+        log_registry(&planned, event);
+        let names: HashSet<String> = planned
+            .iter()
+            .map(|p| p.service_type().to_owned())
+            .collect();
+        self.scheduler.apply(planned);
+        self.stats
+            .services
+            .store(self.scheduler.len(), std::sync::atomic::Ordering::Relaxed);
+        self.services_tx.send_replace(Arc::new(names));
+        self.rows = rows;
+    }
+
+    fn new_scheduler(config: &Config, reports: mpsc::Sender<Report>) -> anyhow::Result<Scheduler> {
+        Ok(Scheduler::new(
+            Prober::new(&config.probe)?,
+            config.probe.interval,
+            config.probe.concurrency,
+            reports,
+        ))
+    }
+
+    fn start_watcher(
+        pool: &PgPool,
+        config: &Config,
+        rows: Vec<RegistryRow>,
+        changes: mpsc::Sender<Vec<RegistryRow>>,
+    ) -> Task {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(registry::watch(
+            pool.clone(),
+            config.registry.refresh_interval,
+            changes,
+            rows,
+            stop.clone(),
+        ));
+        Task { stop, handle }
+    }
+
+    async fn start_http(
+        config: &Config,
+        stats: &Arc<Stats>,
+        pool: &PgPool,
+    ) -> anyhow::Result<Option<Task>> {
+        let Some(addr) = config.http.listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on http.listen = {addr}"))?;
+        let state = http::HttpState {
+            metrics: crate::metrics::install()?,
+            stats: stats.clone(),
+            pool: pool.clone(),
+        };
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(http::serve(listener, state, stop.clone()));
+        tracing::info!(event = "http_listening", address = %addr, "/metrics and /healthz");
+        Ok(Some(Task { stop, handle }))
+    }
+
+    /// Swaps `new` in: what changed is restarted, the rest keeps running.
+    async fn reload(&mut self, mut new: Config, log: Option<&LevelHandle>) -> anyhow::Result<()> {
+        let old = self.config.clone();
+        if new.database != old.database {
+            tracing::warn!(
+                event = "reload_partial",
+                "database settings change only on restart; keeping the current ones"
+            );
+            new.database = old.database.clone();
+        }
+        if new.log.format != old.log.format {
+            tracing::warn!(
+                event = "reload_partial",
+                "log.format changes only on restart"
+            );
+        }
+        if new.probe != old.probe {
+            let fresh = Self::new_scheduler(&new, self.reports.clone())?;
+            let previous = std::mem::replace(&mut self.scheduler, fresh);
+            // The old tasks stop scheduling now; their in-flight checks finish and report.
+            tokio::spawn(previous.stop(new.daemon.shutdown_grace));
+        }
+        if new.jobs != old.jobs {
+            let fresh = crate::jobs::scheduler::start(
+                self.pool.clone(),
+                Arc::new(new.clone()),
+                job_holder(),
+            )
+            .await?;
+            let previous = std::mem::replace(&mut self.jobs, fresh);
+            tokio::spawn(previous.stop());
+        }
+        if new.http.listen != old.http.listen {
+            if let Some(task) = self.http.take() {
+                task.stop().await;
+            }
+            self.http = Self::start_http(&new, &self.stats, &self.pool).await?;
+        }
+        if let Some(handle) = log {
+            telemetry::set_level(handle, &new.log.level);
+        }
+        let period = new.probe.interval + new.probe.timeout;
+        self.stats.check_period_ms.store(
+            period.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.config = Arc::new(new);
+        self.config_tx.send_replace(self.config.clone());
+        if self.config.registry != old.registry {
+            let fresh = Self::start_watcher(
+                &self.pool,
+                &self.config,
+                self.rows.clone(),
+                self.changes.clone(),
+            );
+            std::mem::replace(&mut self.watcher, fresh).stop().await;
+        }
+        // Re-plan: default_host, timeouts and expected statuses shape every target.
+        let rows = self.rows.clone();
+        self.apply_registry(rows, "registry_replanned");
+        Ok(())
+    }
+}
+
+enum Signal {
+    Reload,
+}
+
+/// SIGHUP -> `Signal::Reload`; the first SIGTERM/SIGINT cancels `shutdown`, a second exits now.
 fn spawn_signal_handler(
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(JoinHandle<()>, mpsc::Receiver<Signal>)> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    Ok(tokio::spawn(async move {
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(async move {
         while let Some(signal) = signals.next().await {
             match signal {
-                SIGHUP => tracing::info!(
-                    event = "reload_ignored",
-                    "SIGHUP: reload is not implemented yet"
-                ),
+                SIGHUP => {
+                    let _ = tx.send(Signal::Reload).await;
+                }
                 _ if shutdown.is_cancelled() => {
                     tracing::warn!(event = "forced_exit", signal, "second signal: exiting now");
                     std::process::exit(1);
@@ -191,7 +271,132 @@ fn spawn_signal_handler(
                 _ => shutdown.cancel(),
             }
         }
-    }))
+    });
+    Ok((task, rx))
+}
+
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    log: Option<LevelHandle>,
+) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let (signal_task, mut signals) = spawn_signal_handler(shutdown.clone())?;
+    Notifier.status("connecting to the database");
+    let Some(pool) = connect_with_retry(&config, &shutdown).await? else {
+        signal_task.abort();
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rows = registry::load_available(&pool).await?;
+    let states = store::load_states(&pool).await?;
+
+    let config = Arc::new(config);
+    let stats = Arc::new(Stats::new(config.probe.interval + config.probe.timeout));
+    let (config_tx, config_rx) = watch::channel(config.clone());
+    let (services_tx, services_rx) = watch::channel(Arc::new(HashSet::new()));
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let (reports, report_rx) = mpsc::channel(4096);
+    let monitor = tokio::spawn(
+        Monitor::new(states, thresholds(&config), pending.clone()).run(
+            report_rx,
+            config_rx.clone(),
+            services_rx,
+            stats.clone(),
+        ),
+    );
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(
+        Writer {
+            pool: pool.clone(),
+            pending,
+            config: config_rx,
+            stats: stats.clone(),
+            checked_by: identity(),
+        }
+        .run(writer_stop.clone()),
+    );
+    let (changes, mut change_rx) = mpsc::channel(4);
+    let mut pipeline = Pipeline {
+        scheduler: Pipeline::new_scheduler(&config, reports.clone())?,
+        jobs: crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?,
+        watcher: Pipeline::start_watcher(&pool, &config, rows.clone(), changes.clone()),
+        http: Pipeline::start_http(&config, &stats, &pool).await?,
+        config,
+        config_tx,
+        services_tx,
+        reports,
+        rows: Vec::new(),
+        changes,
+        stats: stats.clone(),
+        pool: pool.clone(),
+    };
+    pipeline.apply_registry(rows, "daemon_started");
+    Notifier.ready();
+    Notifier.status(&stats.status_line());
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(rows) = change_rx.recv() => pipeline.apply_registry(rows, "registry_changed"),
+            Some(Signal::Reload) = signals.recv() => {
+                Notifier.reloading();
+                match source.load() {
+                    Ok(new) => match pipeline.reload(new, log.as_ref()).await {
+                        Ok(()) => tracing::info!(event = "config_reloaded", "configuration reloaded"),
+                        Err(e) => tracing::error!(event = "reload_failed", error = %format!("{e:#}"),
+                                                  "reload failed part-way; the previous settings stay where not yet replaced"),
+                    },
+                    Err(e) => tracing::error!(event = "reload_failed", error = %e,
+                                              "new configuration is invalid; keeping the running one"),
+                }
+                Notifier.ready();
+            }
+        }
+    }
+
+    Notifier.stopping();
+    tracing::info!(
+        event = "daemon_stopping",
+        "no new checks; finishing those in flight"
+    );
+    let Pipeline {
+        scheduler,
+        jobs,
+        watcher,
+        http,
+        reports,
+        config,
+        ..
+    } = pipeline;
+    watcher.stop().await;
+    let grace = config.daemon.shutdown_grace;
+    let (_, jobs_stopped) = tokio::join!(
+        scheduler.stop(grace),
+        tokio::time::timeout(grace, jobs.stop())
+    );
+    if jobs_stopped.is_err() {
+        tracing::warn!(
+            event = "jobs_abandoned",
+            "maintenance jobs still running when the grace ran out"
+        );
+    }
+    drop(reports);
+    // Schedulers replaced by a reload stop within their own grace; the monitor ends with them.
+    if tokio::time::timeout(grace, monitor).await.is_err() {
+        tracing::warn!(
+            event = "monitor_abandoned",
+            "checks of a replaced scheduler still running"
+        );
+    }
+    writer_stop.cancel();
+    let _ = writer.await;
+    if let Some(http) = http {
+        http.stop().await;
+    }
+    pool.close().await;
+    signal_task.abort();
+    tracing::info!(event = "daemon_stopped", "stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Connects (creating the database and migrating when `auto_migrate` is set), retrying with
@@ -200,11 +405,15 @@ fn spawn_signal_handler(
 async fn connect_with_retry(
     config: &Config,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<sqlx::PgPool>> {
+) -> anyhow::Result<Option<PgPool>> {
     let mut backoff = db::Backoff::new(Duration::from_secs(30));
     let mut reported = false;
     loop {
-        match db::open(&config.database).await {
+        let attempt = tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            attempt = db::open(&config.database) => attempt,
+        };
+        match attempt {
             Ok((pool, applied)) => {
                 if reported {
                     tracing::info!(
@@ -225,6 +434,7 @@ async fn connect_with_retry(
                     tracing::error!(event = "db_unavailable", error = %e, "database unreachable; retrying with backoff");
                     reported = true;
                 }
+                Notifier.status(&format!("waiting for the database: {e}"));
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(None),
                     () = tokio::time::sleep(backoff.next_delay()) => {}

@@ -164,6 +164,8 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
             } => permit,
         };
         let Ok(_permit) = permit else { return };
+        let lag = tokio::time::Instant::now().saturating_duration_since(due);
+        metrics::histogram!(crate::metrics::SCHEDULER_LAG).record(lag.as_secs_f64());
         let check = match &planned {
             Planned::Probe(target) => {
                 tokio::select! {

@@ -9,15 +9,20 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::watch;
+
+use crate::config::Config;
 use crate::db::Backoff;
+use crate::metrics::{DB_ERRORS, FLUSH_DURATION};
+use crate::stats::Stats;
 use crate::store::{self, FlushContext, Pending};
 
 pub struct Writer {
     pub pool: PgPool,
     pub pending: Arc<Mutex<Pending>>,
-    pub flush_interval: Duration,
-    pub uptime_window: Duration,
-    pub check_interval: Duration,
+    /// Flush interval, uptime window and check interval come from here (reloadable).
+    pub config: watch::Receiver<Arc<Config>>,
+    pub stats: Arc<Stats>,
     pub checked_by: String,
 }
 
@@ -49,14 +54,24 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        let (uptime_window, check_interval) = {
+            let config = self.config.borrow();
+            (config.uptime.window, config.probe.interval)
+        };
         let ctx = FlushContext {
-            uptime_window: self.uptime_window,
-            check_interval: self.check_interval,
+            uptime_window,
+            check_interval,
             checked_by: &self.checked_by,
         };
         let started = Instant::now();
-        match store::flush(&self.pool, &batch, &ctx, Utc::now()).await {
+        let result = store::flush(&self.pool, &batch, &ctx, Utc::now()).await;
+        self.stats
+            .db_ok
+            .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(()) => {
+                metrics::histogram!(FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+                self.stats.flushed();
                 tracing::debug!(
                     services = batch.status.len(),
                     checks = batch.checks(),
@@ -74,6 +89,7 @@ impl Writer {
                 *outage = Outage::default();
             }
             Err(e) => {
+                metrics::counter!(DB_ERRORS).increment(1);
                 let checks = batch.checks();
                 self.put_back(batch);
                 let backoff = outage
@@ -94,14 +110,21 @@ impl Writer {
     }
 
     /// Flushes every `flush_interval` until `stop`, then once more (the final flush).
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut outage = Outage::default();
-        let mut tick = tokio::time::interval(self.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let new_tick = |every: Duration| {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        };
+        let mut tick = new_tick(self.config.borrow().database.flush_interval);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => self.flush_once(&mut outage).await,
+                Ok(()) = self.config.changed() => {
+                    tick = new_tick(self.config.borrow_and_update().database.flush_interval);
+                }
             }
         }
         outage.retry_at = None;

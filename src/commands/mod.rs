@@ -44,11 +44,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return config_check(&config);
     }
-    crate::telemetry::init(&config.log);
+    let log = crate::telemetry::init(&config.log);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Run => daemon::run(config, source).await,
+            Command::Run => daemon::run(config, source, log).await,
             Command::Migrate => migrate::run(&config).await,
             Command::Legacy(LegacyCommand::Migrate) => legacy::migrate(&config).await,
             Command::Legacy(LegacyCommand::Report) => legacy::report(&config).await,

@@ -32,7 +32,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseConfig {
     pub url: DatabaseUrl,
     pub max_connections: u32,
@@ -42,7 +42,7 @@ pub struct DatabaseConfig {
     pub flush_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
     pub interval: Duration,
     pub timeout: Duration,
@@ -56,23 +56,23 @@ pub struct ProbeConfig {
     pub degraded_after: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegistryConfig {
     pub refresh_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UptimeConfig {
     pub window: Duration,
     pub retain: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
     pub reminder_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobsConfig {
     /// How long the leader lease lasts without renewal (renewed every third of it).
     pub lease_ttl: Duration,
@@ -82,7 +82,7 @@ pub struct JobsConfig {
     pub housekeeping: HousekeepingConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnalyticsRetentionConfig {
     pub schedule: CronSchedule,
     pub retain: Duration,
@@ -93,39 +93,39 @@ pub struct AnalyticsRetentionConfig {
     pub batch_size: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HousekeepingConfig {
     pub schedule: CronSchedule,
     /// `maintenance_job_runs` rows older than this are deleted (rollups follow `uptime.retain`).
     pub run_history_retain: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionMaintenanceConfig {
     pub schedule: CronSchedule,
     pub premake_months: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheCleanupConfig {
     pub schedule: CronSchedule,
     pub batch_size: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter directive such as `info` or `info,mcp_healthd=debug`.
     pub level: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     /// `None` when `http.listen = ""` disables the endpoint.
     pub listen: Option<std::net::SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     /// How long in-flight work may take to finish after SIGTERM before it is cancelled.
     pub shutdown_grace: Duration,

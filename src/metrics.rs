@@ -1,0 +1,61 @@
+//! Prometheus metrics: names, help texts and the recorder behind `/metrics`. The loops record
+//! with the `metrics` macros; nothing here is on a hot path.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const SERVICE_UP: &str = "mcp_healthd_service_up";
+pub const SERVICE_LATENCY: &str = "mcp_healthd_service_response_seconds";
+pub const CHECKS: &str = "mcp_healthd_checks_total";
+pub const CHECK_DURATION: &str = "mcp_healthd_check_duration_seconds";
+pub const SCHEDULER_LAG: &str = "mcp_healthd_scheduler_lag_seconds";
+pub const FLUSH_DURATION: &str = "mcp_healthd_flush_duration_seconds";
+pub const DB_ERRORS: &str = "mcp_healthd_db_errors_total";
+pub const JOB_RUNS: &str = "mcp_healthd_job_runs_total";
+pub const JOB_LAST_SUCCESS: &str = "mcp_healthd_job_last_success_timestamp_seconds";
+pub const BUILD_INFO: &str = "mcp_healthd_build_info";
+
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process-wide recorder's handle. The `metrics` facade has one recorder per process, so
+/// this is installed once, by the first daemon started in the process.
+static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Installs the recorder (the first time) and returns the handle that renders it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)?
+        .install_recorder()?;
+    describe_gauge!(
+        SERVICE_UP,
+        "1 if the service is healthy, 0 if it is down (absent while unknown)"
+    );
+    describe_gauge!(SERVICE_LATENCY, "Duration of the service's latest check");
+    describe_counter!(
+        CHECKS,
+        "Checks completed, by outcome (ok or the error kind)"
+    );
+    describe_histogram!(CHECK_DURATION, "Duration of each check");
+    describe_histogram!(
+        SCHEDULER_LAG,
+        "How late each check started after its planned time"
+    );
+    describe_histogram!(
+        FLUSH_DURATION,
+        "Duration of each status flush (one statement)"
+    );
+    describe_counter!(DB_ERRORS, "Failed database writes on the status path");
+    describe_counter!(JOB_RUNS, "Maintenance job runs, by job and status");
+    describe_gauge!(
+        JOB_LAST_SUCCESS,
+        "Unix time of each job's last successful run"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
