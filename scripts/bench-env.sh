@@ -10,8 +10,8 @@
 #   scripts/bench-env.sh status               print the key=value lines; exit 1 unless both run
 #
 # Defaults: N=10000, BASE_PORT=20000. When BASE_PORT is NOT given and some port of
-# 20000 .. 20000+N-1 already has a TCP listener (e.g. RabbitMQ's 25672), the first free base
-# below it (19000, 18000, ...) is used instead; an explicit BASE_PORT that collides is an error.
+# 20000 .. 20000+N-1 is in use by a TCP socket (e.g. RabbitMQ's listener on 25672), the
+# first free base below it (19000, 18000, ...) is used; an explicit BASE_PORT that collides fails.
 # Read base_port= from the output rather than assuming it.
 #
 # stdout of `up` and `status` is only these lines, in this order (progress goes to stderr):
@@ -85,15 +85,25 @@ read_pidfile() {
     printf '%s' "$pid"
 }
 
-# Ports (numbers) that have a TCP listener on any address.
-listening_ports() {
-    ss -ltnH | awk '{ n = split($4, a, ":"); print a[n] }' | sort -un
+# Local ports (numbers) of TCP sockets that would keep nginx from binding them: listeners and
+# connected sockets, on any address. TIME-WAIT is left out: those left by a previous nginx on its
+# own ports do not block its SO_REUSEADDR bind (clients' TIME-WAIT sockets on ephemeral ports do,
+# which is one reason to keep the range below the ephemeral range).
+used_ports() {
+    ss -tanH exclude time-wait | awk '{ n = split($4, a, ":"); print a[n] }' | sort -un
 }
 
-# Listening ports within [first, last], one a line.
+# Used ports within [first, last], one a line.
 conflicts_in() {
     local first=$1 last=$2
-    listening_ports | awk -v f="$first" -v l="$last" '$1 >= f && $1 <= l'
+    used_ports | awk -v f="$first" -v l="$last" '$1 >= f && $1 <= l'
+}
+
+# The low end of the kernel's ephemeral port range (clients' source ports).
+ephemeral_low() {
+    local low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    echo "$low"
 }
 
 worker_pids() {
@@ -313,11 +323,16 @@ choose_base() {
     local n=$1 explicit=$2 base=$3 c eph_low b
     if [[ -n $explicit ]]; then
         c=$(conflicts_in "$base" $((base + n - 1)) | paste -sd, -)
-        [[ -z $c ]] || die "ports already listened on in $base..$((base + n - 1)): $c"
+        [[ -z $c ]] || die "ports already in use in $base..$((base + n - 1)): $c"
+        eph_low=$(ephemeral_low)
+        if ((base + n - 1 >= eph_low)); then
+            say "WARNING: ports $base..$((base + n - 1)) overlap the ephemeral range" \
+                "(from $eph_low): clients' sockets (TIME-WAIT too) can keep nginx from binding"
+        fi
         echo "$base"
         return
     fi
-    read -r eph_low _ </proc/sys/net/ipv4/ip_local_port_range || eph_low=32768
+    eph_low=$(ephemeral_low)
     for ((b = base; b >= 1024; b -= 1000)); do
         ((b + n - 1 <= 65535)) || continue
         # stay out of the ephemeral range unless the default itself is in it
@@ -327,7 +342,7 @@ choose_base() {
             echo "$b"
             return
         fi
-        say "ports $b..$((b + n - 1)) collide with listener(s) on $c"
+        say "ports $b..$((b + n - 1)) collide with socket(s) on $c"
     done
     die "no free range of $n ports found at or below $base; pass BASE_PORT"
 }
@@ -402,8 +417,13 @@ cmd_up() {
     t1=$(now_ms)
 
     rm -f "$nginx_pidfile"
-    "$nginx_bin" -p "$state_dir/" -c "$nginx_conf" -e "$nginx_errlog" \
-        || die "nginx did not start; last lines of $nginx_errlog: $(tail -n 5 "$nginx_errlog" 2>/dev/null)"
+    if ! "$nginx_bin" -p "$state_dir/" -c "$nginx_conf" -e "$nginx_errlog" 2>"$state_dir/nginx-start.err"; then
+        say "nginx did not start: $(grep -c emerg "$state_dir/nginx-start.err") [emerg] line(s) in" \
+            "$state_dir/nginx-start.err, first and last:"
+        sed -n '1,3p' "$state_dir/nginx-start.err" >&2
+        tail -n 2 "$state_dir/nginx-start.err" >&2
+        die "nginx did not start"
+    fi
     for ((i = 0; i < 300; i++)); do
         npid=$(read_pidfile "$nginx_pidfile")
         if pid_is "$npid" "$nginx_bin"; then

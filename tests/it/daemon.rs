@@ -10,6 +10,7 @@ use serde_json::Value;
 pub struct Daemon {
     child: Child,
     log: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -26,26 +27,48 @@ pub fn fast_config(probe: &str, extra: &str) -> String {
 }
 
 impl Daemon {
+    /// Starts the daemon and waits until it has loaded the registry.
     pub fn start(db: &DatabaseUrl, config: &str) -> Self {
+        let daemon = Self::spawn(db, config, &[]);
+        daemon.wait_for(|e| e["event"] == "daemon_started", Duration::from_secs(20));
+        daemon
+    }
+
+    /// Starts the daemon with extra environment, without waiting for anything.
+    pub fn spawn(db: &DatabaseUrl, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"));
+        command
             .args(["-c", config_path.to_str().unwrap(), "run"])
             .env("DATABASE_URL", db.expose())
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start mcp-healthd run");
-        let daemon = Self {
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start mcp-healthd run");
+        Self {
             child,
             log,
+            config: config_path,
             _dir: dir,
-        };
-        daemon.wait_for(|e| e["event"] == "daemon_started", Duration::from_secs(20));
-        daemon
+        }
+    }
+
+    /// Replaces the configuration file (for a reload).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.config, config).unwrap();
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn try_exit(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().unwrap().map(|s| s.code())
     }
 
     pub fn pid(&self) -> u32 {

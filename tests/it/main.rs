@@ -19,3 +19,4 @@ mod registry_import;
 mod registry_watch;
 mod resilience;
 mod status_command;
+mod systemd;
