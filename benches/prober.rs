@@ -5,9 +5,6 @@
 //! Run: `cargo bench --bench prober` (PostgreSQL at DATABASE_URL, as for the tests).
 //! Knobs: BENCH_TARGETS (1000), BENCH_SECONDS (30).
 
-#[path = "../tests/it/fleet.rs"]
-#[allow(dead_code)]
-mod fleet;
 #[path = "../tests/it/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -16,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use helpers::TestDb;
+use mcp_healthd::demo::fleet;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -60,7 +60,11 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// One-command local tour: sample services, the real daemon, a live status table
-    Demo,
+    Demo {
+        /// Sample registry directory [default: ./samples/registry]
+        #[arg(long, value_name = "DIR")]
+        samples: Option<PathBuf>,
+    },
     /// Move data off the legacy mcp_instances/mcp_types tables (spec migrations 010 and 011)
     #[command(subcommand)]
     Legacy(LegacyCommand),

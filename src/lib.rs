@@ -11,6 +11,7 @@ pub mod cron;
 pub mod daemon;
 pub mod dashboard;
 pub mod db;
+pub mod demo;
 pub mod health;
 pub mod http;
 pub mod jobs;

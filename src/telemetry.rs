@@ -21,8 +21,25 @@ fn filter(level: &str) -> EnvFilter {
     }
 }
 
-/// Installs the global subscriber. Returns `None` if one is already installed (tests).
+/// Installs the global subscriber, writing to stderr. Returns `None` if one is already
+/// installed (tests).
 pub fn init(log: &LogConfig) -> Option<LevelHandle> {
+    install(log, std::io::stderr, std::io::stderr().is_terminal())
+}
+
+/// The same, writing to a file (the demo keeps its terminal for the status table).
+pub fn init_to_file(
+    log: &LogConfig,
+    path: &std::path::Path,
+) -> std::io::Result<Option<LevelHandle>> {
+    let file = std::fs::File::create(path)?;
+    Ok(install(log, std::sync::Mutex::new(file), false))
+}
+
+fn install<W>(log: &LogConfig, writer: W, ansi: bool) -> Option<LevelHandle>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::prelude::*;
 
     let (filter, handle) = reload::Layer::new(filter(&log.level));
@@ -35,14 +52,14 @@ pub fn init(log: &LogConfig) -> Option<LevelHandle> {
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .try_init(),
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_ansi(ansi)
+                    .with_writer(writer),
             )
             .try_init(),
     };

@@ -44,7 +44,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config(ConfigCommand::Check) = cli.command {
         return config_check(&config);
     }
-    let log = crate::telemetry::init(&config.log);
+    // The demo logs to a file: its terminal shows the status table.
+    let log = match cli.command {
+        Command::Demo { .. } => None,
+        _ => crate::telemetry::init(&config.log),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
@@ -66,14 +70,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Registry(RegistryCommand::Import { dir, prune }) => {
                 registry::import(&config, &dir, prune).await
             }
-            Command::Demo => not_yet("demo", 7),
+            Command::Demo { samples } => crate::demo::run(config, source, samples).await,
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
         }
     })
-}
-
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`{command}` is not implemented yet (tracked in issue {issue})")
 }
 
 fn config_check(config: &Config) -> anyhow::Result<ExitCode> {

@@ -2,7 +2,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), one fresh database per test.
 
 mod daemon;
-mod fleet;
+/// The loopback fleet lives in the library: the demo serves its sample services with it.
+pub use mcp_healthd::demo::fleet;
 mod helpers;
 mod jobs;
 mod leadership;
@@ -13,6 +14,7 @@ mod check_command;
 mod config_check;
 mod legacy_migration;
 mod migrations;
+mod operator;
 mod prober;
 mod proxy;
 mod registry_import;

@@ -88,7 +88,12 @@ async fn a_misbehaving_fleet_is_classified_and_the_healthy_keep_their_rhythm() {
         register(&db, name, server.port.into()).await;
         servers.insert(name, server);
     }
-    register(&db, "closed_port", fleet::closed_port().await.into()).await;
+    register(
+        &db,
+        "closed_port",
+        fleet::closed_port().await.unwrap().into(),
+    )
+    .await;
     register(&db, "bad_port", 0).await;
 
     let interval = Duration::from_millis(400);

@@ -1,5 +1,6 @@
 //! A fleet of real HTTP servers on loopback, one per behaviour, each counting the requests it
-//! received. Raw TCP, so the misbehaving ones can misbehave exactly (hang, reset, trickle, lie).
+//! received: the demo's sample services, and the tests' and benchmarks' targets. Raw TCP, so the
+//! misbehaving ones can misbehave exactly (hang, reset, trickle, lie).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +31,8 @@ pub enum Behaviour {
     FailOneInFour,
     /// The first `n` requests fail, then it is healthy.
     FailFirst(usize),
+    /// Alternates: `n` requests answered, then `n` failed.
+    Flapping(usize),
 }
 
 pub struct Server {
@@ -50,9 +53,14 @@ impl Drop for Server {
     }
 }
 
+/// Serves `behaviour` on a free loopback port.
 pub async fn spawn(behaviour: Behaviour) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    try_spawn(behaviour).await.expect("bind a loopback port")
+}
+
+pub async fn try_spawn(behaviour: Behaviour) -> std::io::Result<Server> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let task = tokio::spawn(async move {
@@ -66,13 +74,13 @@ pub async fn spawn(behaviour: Behaviour) -> Server {
             });
         }
     });
-    Server { port, hits, task }
+    Ok(Server { port, hits, task })
 }
 
 /// A port on which nothing listens.
-pub async fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+pub async fn closed_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    Ok(listener.local_addr()?.port())
 }
 
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
@@ -159,5 +167,9 @@ async fn serve(
         Behaviour::FailOneInFour => respond(&mut stream, 200, "", "ok").await,
         Behaviour::FailFirst(k) if n <= k => respond(&mut stream, 500, "", "").await,
         Behaviour::FailFirst(_) => respond(&mut stream, 200, "", "ok").await,
+        Behaviour::Flapping(k) if (n - 1) / k.max(1) % 2 == 1 => {
+            respond(&mut stream, 503, "", "").await
+        }
+        Behaviour::Flapping(_) => respond(&mut stream, 200, "", "ok").await,
     }
 }

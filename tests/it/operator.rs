@@ -1,0 +1,224 @@
+//! The operator's surface: the one-command demo, `/metrics` (parsed by a real Prometheus text
+//! parser, its counters checked against the database) and `/healthz`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mcp_healthd::config::DatabaseUrl;
+
+use crate::daemon::{Daemon, fast_config};
+use crate::fleet::{self, Behaviour};
+use crate::helpers::{TestDb, server_url};
+use crate::prober::register;
+use crate::proxy::Proxy;
+
+#[test]
+fn the_demo_runs_on_a_throwaway_cluster_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("demo.out");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/registry");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
+        .args(["demo", "--samples", samples.to_str().unwrap()])
+        // No database configured: nothing answers on port 1.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env_remove("MCP_HEALTHD_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = read();
+        let shows = |status: &str| {
+            out.lines()
+                .any(|l| l.starts_with("  ") && l.contains(&format!(" {status} ")))
+        };
+        if shows("up") && shows("down") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no healthy and failing services shown:\n{out}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the demo exited:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = read();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("throwaway PostgreSQL pid "))
+        .expect("throwaway cluster line");
+    let mut words = line.split_whitespace();
+    let pid: u32 = words.nth(3).unwrap().parse().unwrap();
+    let data_dir = words.nth(1).unwrap().to_owned();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "postgres runs while the demo does"
+    );
+    assert!(
+        out.contains("status: HTTP 500"),
+        "a failing sample shows its error:\n{out}"
+    );
+
+    // Ctrl-C.
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "demo exit {status}: {stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the throwaway postgres {pid} is still running"
+    );
+    assert!(!Path::new(&data_dir).exists(), "{data_dir} was not removed");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    mcp_healthd::install_crypto_provider();
+    let response = reqwest::Client::new().get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn scrape(body: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text format")
+}
+
+fn value(sample: &prometheus_parse::Sample) -> f64 {
+    match &sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        other => panic!("{} is not a plain value: {other:?}", sample.metric),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
+    use std::net::ToSocketAddrs;
+    let db = TestDb::migrated().await;
+    let ok = fleet::spawn(Behaviour::Healthy).await;
+    let broken = fleet::spawn(Behaviour::Status(500)).await;
+    register(&db, "ok", ok.port.into()).await;
+    register(&db, "broken", broken.port.into()).await;
+    let server = url::Url::parse(server_url().expose()).unwrap();
+    let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let mut via = url::Url::parse(db.url.expose()).unwrap();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port)).unwrap();
+
+    let port = free_port();
+    let config = fast_config("interval = \"300ms\"\ntimeout = \"250ms\"", "")
+        .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let daemon = Daemon::start(&DatabaseUrl::parse(via.as_str()).unwrap(), &config);
+    let base = format!("http://127.0.0.1:{port}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        get(&format!("{base}/healthz")).await,
+        (200, "ok\n".to_owned())
+    );
+
+    // Stop all checking, let the last results land, then compare.
+    sqlx::query("UPDATE service_registry SET is_available = false")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    let scrape = scrape(&body);
+    let samples = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
+    let checks: f64 = samples("mcp_healthd_checks_total").map(value).sum();
+    let failures: f64 = samples("mcp_healthd_checks_total")
+        .filter(|s| s.labels.get("outcome") != Some("ok"))
+        .map(value)
+        .sum();
+    let (db_checks, db_failures): (i64, i64) = sqlx::query_as(
+        "SELECT sum(checks)::bigint, sum(failures)::bigint FROM service_health_rollups",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(checks > 5.0);
+    assert_eq!(
+        checks as i64, db_checks,
+        "checks counted by /metrics and by the rollups"
+    );
+    assert_eq!(failures as i64, db_failures);
+    let up = |service: &'static str| {
+        samples("mcp_healthd_service_up")
+            .find(|s| s.labels.get("service_type") == Some(service))
+            .map(value)
+    };
+    assert_eq!(up("ok"), Some(1.0));
+    assert_eq!(up("broken"), Some(0.0));
+    assert!(
+        samples("mcp_healthd_build_info")
+            .any(|s| s.labels.get("version") == Some(env!("CARGO_PKG_VERSION")))
+    );
+    for histogram in [
+        "mcp_healthd_check_duration_seconds",
+        "mcp_healthd_scheduler_lag_seconds",
+        "mcp_healthd_flush_duration_seconds",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == histogram
+                && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+            "{histogram} missing:\n{body}"
+        );
+    }
+
+    // The database goes away: /healthz says so.
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, reason) = get(&format!("{base}/healthz")).await;
+        if status == 503 {
+            assert!(reason.starts_with("database:"), "{reason}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz still {status} with the database cut"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.restore();
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}
