@@ -106,6 +106,10 @@ impl Task {
 
 /// Everything that runs once the database is reachable; replaced piecewise on reload.
 struct Pipeline {
+    /// This daemon's id among the live daemons, and who they are.
+    me: String,
+    members: Vec<String>,
+    adopt: mpsc::Sender<std::collections::HashMap<String, crate::health::ServiceState>>,
     config: Arc<Config>,
     config_tx: watch::Sender<Arc<Config>>,
     services_tx: watch::Sender<Arc<HashSet<String>>>,
@@ -121,8 +125,14 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// Runs the services of `rows` this daemon owns among the live daemons.
     fn apply_registry(&mut self, rows: Vec<RegistryRow>, event: &'static str) {
-        let planned = plan_all(&rows, &self.config);
+        let mine: Vec<RegistryRow> = rows
+            .iter()
+            .filter(|r| crate::cluster::owns(&self.me, &self.members, &r.service_type))
+            .cloned()
+            .collect();
+        let planned = plan_all(&mine, &self.config);
         log_registry(&planned, event);
         let names: HashSet<String> = planned
             .iter()
@@ -134,6 +144,31 @@ impl Pipeline {
             .store(self.scheduler.len(), std::sync::atomic::Ordering::Relaxed);
         self.services_tx.send_replace(Arc::new(names));
         self.rows = rows;
+    }
+
+    /// A new member list: take over (with their stored state) or hand off services.
+    async fn apply_members(&mut self, members: Vec<String>) {
+        let before: HashSet<String> = self.services_tx.borrow().iter().cloned().collect();
+        self.members = members;
+        let gained: HashSet<String> = self
+            .rows
+            .iter()
+            .map(|r| r.service_type.clone())
+            .filter(|s| crate::cluster::owns(&self.me, &self.members, s) && !before.contains(s))
+            .collect();
+        if !gained.is_empty() {
+            match store::load_states(&self.pool).await {
+                Ok(mut states) => {
+                    states.retain(|s, _| gained.contains(s));
+                    let _ = self.adopt.send(states).await;
+                }
+                Err(e) => {
+                    tracing::warn!(event = "adopt_failed", error = %e, "taking services over without their stored state")
+                }
+            }
+        }
+        let rows = self.rows.clone();
+        self.apply_registry(rows, "membership_applied");
     }
 
     fn new_scheduler(config: &Config, reports: mpsc::Sender<Report>) -> anyhow::Result<Scheduler> {
@@ -291,6 +326,25 @@ pub async fn run(
     let states = store::load_states(&pool).await?;
 
     let config = Arc::new(config);
+    let me = job_holder();
+    // The first beat before any check, so daemons starting together do not all check everything.
+    let first_members = crate::cluster::beat(&pool, &me, &hostname(), config.cluster.heartbeat_ttl)
+        .await
+        .unwrap_or_default();
+    let (members_tx, mut members_rx) = watch::channel(first_members.clone());
+    let membership = {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(crate::cluster::keep_membership(
+            pool.clone(),
+            me.clone(),
+            hostname(),
+            config.cluster.heartbeat_ttl,
+            members_tx,
+            stop.clone(),
+        ));
+        Task { stop, handle }
+    };
+    let (adopt, adopt_rx) = mpsc::channel(4);
     let stats = Arc::new(Stats::new(config.probe.interval + config.probe.timeout));
     let (config_tx, config_rx) = watch::channel(config.clone());
     let (services_tx, services_rx) = watch::channel(Arc::new(HashSet::new()));
@@ -301,6 +355,7 @@ pub async fn run(
             report_rx,
             config_rx.clone(),
             services_rx,
+            adopt_rx,
             stats.clone(),
         ),
     );
@@ -311,12 +366,15 @@ pub async fn run(
             pending,
             config: config_rx,
             stats: stats.clone(),
-            checked_by: identity(),
+            checked_by: me.clone(),
         }
         .run(writer_stop.clone()),
     );
     let (changes, mut change_rx) = mpsc::channel(4);
     let mut pipeline = Pipeline {
+        me,
+        members: first_members,
+        adopt,
         scheduler: Pipeline::new_scheduler(&config, reports.clone())?,
         jobs: crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?,
         watcher: Pipeline::start_watcher(&pool, &config, rows.clone(), changes.clone()),
@@ -338,6 +396,10 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(rows) = change_rx.recv() => pipeline.apply_registry(rows, "registry_changed"),
+            Ok(()) = members_rx.changed() => {
+                let members = members_rx.borrow_and_update().clone();
+                pipeline.apply_members(members).await;
+            }
             Some(Signal::Reload) = signals.recv() => {
                 Notifier.reloading();
                 match source.load() {
@@ -355,6 +417,8 @@ pub async fn run(
     }
 
     Notifier.stopping();
+    // Leave first: the other daemons take our services over while we finish.
+    membership.stop().await;
     tracing::info!(
         event = "daemon_stopping",
         "no new checks; finishing those in flight"

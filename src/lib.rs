@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod cron;

@@ -100,6 +100,7 @@ impl Monitor {
         mut reports: mpsc::Receiver<Report>,
         mut config: watch::Receiver<Arc<Config>>,
         services: watch::Receiver<Arc<HashSet<String>>>,
+        mut adopt: mpsc::Receiver<HashMap<String, ServiceState>>,
         stats: Arc<Stats>,
     ) {
         let mut status_tick = tokio::time::interval(Duration::from_secs(5));
@@ -115,6 +116,8 @@ impl Monitor {
                     }
                     None => return,
                 },
+                // Services taken over from another daemon: continue from its last stored state.
+                Some(states) = adopt.recv() => self.states.extend(states),
                 Ok(()) = config.changed() => {
                     self.thresholds = thresholds(&config.borrow_and_update());
                 }

@@ -30,6 +30,7 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub daemon: DaemonConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +130,12 @@ pub struct HttpConfig {
 pub struct DaemonConfig {
     /// How long in-flight work may take to finish after SIGTERM before it is cancelled.
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// A daemon whose heartbeat is older than this is dead; its services move to the others.
+    pub heartbeat_ttl: Duration,
 }
 
 /// One problem with one key. `key` is the dotted path (`probe.interval`) or `DATABASE_URL`.

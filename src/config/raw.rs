@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub http: RawHttp,
     pub daemon: RawDaemon,
+    pub cluster: RawCluster,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -247,6 +248,20 @@ impl Default for RawDaemon {
     fn default() -> Self {
         Self {
             shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCluster {
+    pub heartbeat_ttl: String,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            heartbeat_ttl: "15s".into(),
         }
     }
 }

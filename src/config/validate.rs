@@ -233,6 +233,16 @@ pub(super) fn validate(
         shutdown_grace: c.duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace),
     };
 
+    let cluster = ClusterConfig {
+        heartbeat_ttl: c.duration("cluster.heartbeat_ttl", &raw.cluster.heartbeat_ttl),
+    };
+    if cluster.heartbeat_ttl < Duration::from_secs(1) {
+        c.fail(
+            "cluster.heartbeat_ttl",
+            "must be at least 1s: the heartbeat is renewed every third of it",
+        );
+    }
+
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -247,6 +257,7 @@ pub(super) fn validate(
         log,
         http,
         daemon,
+        cluster,
     })
 }
 
@@ -371,6 +382,9 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         },
         daemon: RawDaemon {
             shutdown_grace: d(c.daemon.shutdown_grace),
+        },
+        cluster: RawCluster {
+            heartbeat_ttl: d(c.cluster.heartbeat_ttl),
         },
     }
 }

@@ -11,6 +11,7 @@ mod least_privilege;
 
 mod analytics_partitions;
 mod check_command;
+mod cluster;
 mod config_check;
 mod legacy_migration;
 mod migrations;
