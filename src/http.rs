@@ -48,8 +48,21 @@ async fn healthz(State(state): State<HttpState>) -> (StatusCode, String) {
     }
 }
 
-/// Serves until `stop`.
+/// Serves until `stop`. Also drains the recorder's histogram buffers every few seconds, so
+/// memory stays flat however rarely `/metrics` is scraped.
 pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationToken) {
+    let upkeep = {
+        let (handle, stop) = (state.metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        })
+    };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -60,4 +73,5 @@ pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationTo
     {
         tracing::error!(event = "http_failed", error = %e, "the /metrics and /healthz endpoint stopped");
     }
+    upkeep.abort();
 }

@@ -15,6 +15,10 @@ pub const JOB_RUNS: &str = "mcp_healthd_job_runs_total";
 pub const JOB_LAST_SUCCESS: &str = "mcp_healthd_job_last_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "mcp_healthd_build_info";
 
+/// Lag is normally well under a millisecond: finer buckets at the low end.
+const LAG_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -30,6 +34,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(SCHEDULER_LAG.into()), &LAG_BUCKETS)?
         .install_recorder()?;
     describe_gauge!(
         SERVICE_UP,

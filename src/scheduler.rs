@@ -39,6 +39,17 @@ pub fn next_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Dura
     phase + Duration::from_nanos(u64::try_from(k * interval_ns).unwrap_or(u64::MAX))
 }
 
+/// The first round after a scheduler starts is compressed into this share of the interval, so
+/// every service has been checked once well within one interval of start (its second check then
+/// comes at most 1.2 intervals after its first; from there on, exactly one per interval).
+const FIRST_ROUND: f64 = 0.8;
+
+/// The compressed first slot, if `elapsed` (since the scheduler started) is still before it.
+pub fn first_slot(elapsed: Duration, phase: Duration) -> Option<Duration> {
+    let first = phase.mul_f64(FIRST_ROUND);
+    (elapsed <= first).then_some(first)
+}
+
 /// What every service task shares.
 struct Shared {
     prober: Prober,
@@ -152,9 +163,19 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
         // From the clock, so a tick missed while a check ran long is skipped, never made up in
         // a burst; and strictly after the last slot, so a fast check never runs twice in one.
         let now = shared.epoch.elapsed();
-        let earliest = last_slot.map_or(now, |l| now.max(l + Duration::from_nanos(1)));
-        let slot = next_slot(earliest, phase, shared.interval);
-        last_slot = Some(slot);
+        let slot = match (last_slot, first_slot(now, phase)) {
+            (None, Some(first)) => {
+                // Counts as this phase's slot: the next check is a whole interval after it.
+                last_slot = Some(phase);
+                first
+            }
+            _ => {
+                let earliest = last_slot.map_or(now, |l| now.max(l + Duration::from_nanos(1)));
+                let slot = next_slot(earliest, phase, shared.interval);
+                last_slot = Some(slot);
+                slot
+            }
+        };
         let due = shared.epoch + slot;
         let permit = tokio::select! {
             () = stop.cancelled() => return,
@@ -207,6 +228,22 @@ mod tests {
         }
         let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
         assert!(*min > 250 && *max < 420, "uneven spread: {min}..{max}");
+    }
+
+    #[test]
+    fn the_first_round_finishes_within_most_of_one_interval() {
+        let s = Duration::from_secs;
+        assert_eq!(first_slot(s(0), s(10)), Some(s(8)));
+        assert_eq!(
+            first_slot(s(9), s(10)),
+            None,
+            "too late: the regular slot applies"
+        );
+        // After the compressed first check the regular schedule resumes one interval on.
+        assert_eq!(
+            next_slot(s(10) + Duration::from_nanos(1), s(10), s(30)),
+            s(40)
+        );
     }
 
     #[test]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The at-scale benchmark (issue 6): 10,000 nginx-served health endpoints on loopback, the
+# release daemon at a 10 s interval, a minimal client (the floor) and blackbox_exporter (the
+# peer) on the same targets at the same rate. Installs nginx and prometheus-blackbox-exporter
+# from Debian's packages if missing (scripts/bench-env.sh; needs root). PostgreSQL at
+# DATABASE_URL, as for the tests. Takes about 8 minutes; prints a table.
+#
+# Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+trap 'bash scripts/bench-env.sh down >/dev/null 2>&1 || true' EXIT
+ulimit -n "$(ulimit -Hn)"
+cargo bench --bench scale
