@@ -79,6 +79,7 @@ pub async fn keep_membership(
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -86,6 +87,7 @@ pub async fn keep_membership(
         }
         match beat(&pool, &me, &host, ttl).await {
             Ok(live) => {
+                failing = false;
                 members.send_if_modified(|current| {
                     let changed = *current != live;
                     if changed {
@@ -95,7 +97,13 @@ pub async fn keep_membership(
                     changed
                 });
             }
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed; keeping the last membership"),
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(event = "heartbeat_failed", error = %e, "cannot write the heartbeat; keeping the last membership");
+                }
+                failing = true;
+                continue;
+            }
         }
     }
     if let Err(e) = leave(&pool, &me).await {

@@ -235,27 +235,47 @@ impl Pipeline {
                 "log.format changes only on restart"
             );
         }
-        if new.probe != old.probe {
-            let fresh = Self::new_scheduler(&new, self.reports.clone())?;
-            let previous = std::mem::replace(&mut self.scheduler, fresh);
+        // Build every new piece first (each can fail: a busy port, a bad schedule); swap them
+        // in only when all exist, so a failed reload leaves everything as it was.
+        let grace = new.daemon.shutdown_grace;
+        let fresh_scheduler = match new.probe != old.probe {
+            true => Some(Self::new_scheduler(&new, self.reports.clone())?),
+            false => None,
+        };
+        let fresh_jobs = match new.jobs != old.jobs {
+            true => Some(
+                crate::jobs::scheduler::start(
+                    self.pool.clone(),
+                    Arc::new(new.clone()),
+                    job_holder(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
+        let fresh_http = match new.http.listen != old.http.listen {
+            true => match Self::start_http(&new, &self.stats, &self.pool).await {
+                Ok(http) => Some(http),
+                Err(e) => {
+                    if let Some(jobs) = fresh_jobs {
+                        jobs.stop(grace).await;
+                    }
+                    return Err(e);
+                }
+            },
+            false => None,
+        };
+        if let Some(fresh) = fresh_scheduler {
             // The old tasks stop scheduling now; their in-flight checks finish and report.
-            tokio::spawn(previous.stop(new.daemon.shutdown_grace));
+            tokio::spawn(std::mem::replace(&mut self.scheduler, fresh).stop(grace));
         }
-        if new.jobs != old.jobs {
-            let fresh = crate::jobs::scheduler::start(
-                self.pool.clone(),
-                Arc::new(new.clone()),
-                job_holder(),
-            )
-            .await?;
-            let previous = std::mem::replace(&mut self.jobs, fresh);
-            tokio::spawn(previous.stop());
+        if let Some(fresh) = fresh_jobs {
+            tokio::spawn(std::mem::replace(&mut self.jobs, fresh).stop(grace));
         }
-        if new.http.listen != old.http.listen {
-            if let Some(task) = self.http.take() {
-                task.stop().await;
-            }
-            self.http = Self::start_http(&new, &self.stats, &self.pool).await?;
+        if let Some(fresh) = fresh_http
+            && let Some(previous) = std::mem::replace(&mut self.http, fresh)
+        {
+            previous.stop().await;
         }
         if let Some(handle) = log {
             telemetry::set_level(handle, &new.log.level);
@@ -434,16 +454,7 @@ pub async fn run(
     } = pipeline;
     watcher.stop().await;
     let grace = config.daemon.shutdown_grace;
-    let (_, jobs_stopped) = tokio::join!(
-        scheduler.stop(grace),
-        tokio::time::timeout(grace, jobs.stop())
-    );
-    if jobs_stopped.is_err() {
-        tracing::warn!(
-            event = "jobs_abandoned",
-            "maintenance jobs still running when the grace ran out"
-        );
-    }
+    tokio::join!(scheduler.stop(grace), jobs.stop(grace));
     drop(reports);
     // Schedulers replaced by a reload stop within their own grace; the monitor ends with them.
     if tokio::time::timeout(grace, monitor).await.is_err() {

@@ -68,12 +68,21 @@ pub enum Outcome {
     Failure { kind: ErrorKind, detail: String },
 }
 
+/// Longest `detail` kept: a hostile server must not be able to fill log lines and rows.
+const MAX_DETAIL: usize = 512;
+
 impl Outcome {
     pub fn failure(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Outcome::Failure {
-            kind,
-            detail: detail.into(),
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push_str("...");
         }
+        Outcome::Failure { kind, detail }
     }
 
     pub fn is_success(&self) -> bool {
@@ -235,7 +244,19 @@ fn classify(e: &reqwest::Error) -> Outcome {
         ErrorKind::Redirect
     } else if e.is_timeout() {
         ErrorKind::Timeout
-    } else if any(&|c| c.is::<rustls::Error>()) {
+    } else if any(&|c| {
+        // hyper-rustls wraps the handshake error in io::Errors, whose source() skips it.
+        c.is::<rustls::Error>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| {
+                    inner.is::<rustls::Error>()
+                        || inner
+                            .downcast_ref::<std::io::Error>()
+                            .and_then(std::io::Error::get_ref)
+                            .is_some_and(|i| i.is::<rustls::Error>())
+                })
+    }) {
         ErrorKind::Tls
     } else if any(&|c| c.to_string().starts_with("dns error")) {
         ErrorKind::Dns
@@ -301,6 +322,15 @@ mod tests {
                 "invalid_target"
             ]
         );
+    }
+
+    #[test]
+    fn details_are_bounded() {
+        let long = format!("HTTP 302 to /{}", "é".repeat(100_000));
+        let Outcome::Failure { detail, .. } = Outcome::failure(ErrorKind::Redirect, long) else {
+            panic!()
+        };
+        assert!(detail.len() <= MAX_DETAIL + 3 && detail.ends_with("..."));
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl Default for RawDatabase {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/mcp_health".into(),
-            max_connections: 4,
+            max_connections: 8,
             auto_migrate: true,
             connect_timeout: "5s".into(),
             flush_interval: "1s".into(),

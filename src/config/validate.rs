@@ -22,9 +22,15 @@ impl Checker {
 
     /// A humantime duration that must be positive.
     fn duration(&mut self, key: &str, raw: &str) -> Duration {
+        // Ten years: beyond that, date arithmetic on "now - duration" would overflow.
+        const MAX: Duration = Duration::from_secs(10 * 366 * 86_400);
         match humantime::parse_duration(raw.trim()) {
             Ok(d) if d.is_zero() => {
                 self.fail(key, "must be greater than zero");
+                Duration::from_secs(1)
+            }
+            Ok(d) if d > MAX => {
+                self.fail(key, format!("{raw:?} is longer than ten years"));
                 Duration::from_secs(1)
             }
             Ok(d) => d,

@@ -18,7 +18,7 @@ pub enum Behaviour {
     Hang,
     /// Reads the request, then resets the connection.
     Reset,
-    /// Answers with bytes that are not HTTP.
+    /// Sends bytes that are neither HTTP nor TLS as soon as a client connects.
     NotHttp,
     RedirectLoop,
     /// Redirects to a healthy page on the same server.
@@ -115,6 +115,14 @@ async fn serve(
     behaviour: Behaviour,
     hits: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
+    if let Behaviour::NotHttp = behaviour {
+        // Like an SSH server: a banner at once, whatever the client says (HTTP or a TLS hello).
+        hits.fetch_add(1, Ordering::SeqCst);
+        stream
+            .write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01garbage\r\n\r\n")
+            .await?;
+        return stream.shutdown().await;
+    }
     let head = read_head(&mut stream).await?;
     let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
@@ -134,12 +142,7 @@ async fn serve(
             drop(stream);
             Ok(())
         }
-        Behaviour::NotHttp => {
-            stream
-                .write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01garbage\r\n\r\n")
-                .await?;
-            stream.shutdown().await
-        }
+        Behaviour::NotHttp => Ok(()), // answered above, before reading
         Behaviour::RedirectLoop => {
             respond(&mut stream, 302, &format!("Location: {path}\r\n"), "").await
         }

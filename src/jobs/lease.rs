@@ -1,6 +1,6 @@
 //! The leader lease: one row in `maintenance_leases`, held by one daemon until it expires.
 //! PostgreSQL's clock decides expiry, so hosts with skewed clocks still agree. The epoch grows
-//! whenever the lease changes hands; a destructive step calls [`Fence::check`] inside its own
+//! whenever the lease changes hands (a holder renewing late, with nobody in between, keeps it); a destructive step calls [`Fence::check`] inside its own
 //! transaction, which takes the lease row FOR SHARE, so the lease cannot change hands until
 //! that transaction ends.
 
@@ -24,8 +24,8 @@ pub async fn acquire_or_renew(
          VALUES ($1, $2, 1, now(), now() + $3 * interval '1 millisecond')
          ON CONFLICT (name) DO UPDATE
             SET holder = EXCLUDED.holder,
-                epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now() THEN l.epoch ELSE l.epoch + 1 END,
-                acquired_at = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now() THEN l.acquired_at ELSE now() END,
+                epoch = CASE WHEN l.holder = EXCLUDED.holder THEN l.epoch ELSE l.epoch + 1 END,
+                acquired_at = CASE WHEN l.holder = EXCLUDED.holder THEN l.acquired_at ELSE now() END,
                 expires_at = EXCLUDED.expires_at
           WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()
          RETURNING epoch",

@@ -103,11 +103,20 @@ pub async fn start(
 }
 
 impl JobScheduling {
-    /// Stops scheduling, lets running jobs finish, releases the lease.
-    pub async fn stop(mut self) {
+    /// Stops scheduling, gives running jobs `grace` to finish (then abandons them: their
+    /// transactions roll back), and always releases the lease.
+    pub async fn stop(mut self, grace: std::time::Duration) {
         let _ = self.scheduler.shutdown().await;
         let mut runs = std::mem::take(&mut *self.runs.lock().await);
-        while runs.join_next().await.is_some() {}
+        let finished =
+            tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            tracing::warn!(
+                event = "jobs_abandoned",
+                "maintenance jobs still running when the grace ran out"
+            );
+            runs.abort_all();
+        }
         self.stop.cancel();
         let _ = self.lease_task.await;
     }
@@ -122,15 +131,23 @@ async fn keep_lease(
 ) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
         let epoch = match lease::acquire_or_renew(&pool, lease::MAINTENANCE, &holder, ttl).await {
-            Ok(epoch) => epoch,
+            Ok(epoch) => {
+                failing = false;
+                epoch
+            }
             Err(e) => {
-                tracing::debug!(error = %e, "lease renewal failed");
+                // Once per streak: a missing grant would otherwise stop all jobs silently.
+                if !failing {
+                    tracing::warn!(event = "lease_failed", error = %e, "cannot take or renew the leader lease; no jobs run here");
+                }
+                failing = true;
                 None
             }
         };

@@ -67,7 +67,10 @@ ON CONFLICT (service_type) DO UPDATE
        state_changed_at = EXCLUDED.state_changed_at,
        uptime_percentage = coalesce(EXCLUDED.uptime_percentage, s.uptime_percentage),
        check_interval_ms = EXCLUDED.check_interval_ms,
-       checked_by = EXCLUDED.checked_by";
+       checked_by = EXCLUDED.checked_by
+ -- A daemon flushing a backlog (after an outage, or a service handed over meanwhile) never
+ -- overwrites a newer check by another daemon.
+ WHERE s.last_health_check IS NULL OR EXCLUDED.last_health_check >= s.last_health_check";
 
 /// Context of a flush that is the same for every row.
 #[derive(Debug, Clone)]
@@ -97,7 +100,10 @@ pub async fn flush(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for ((service, hour), d) in &batch.rollups {
+    // Rows in a fixed order: two daemons upserting the same rows (at a hand-over) cannot deadlock.
+    let mut rollups: Vec<_> = batch.rollups.iter().collect();
+    rollups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for ((service, hour), d) in rollups {
         r_service.push(service.as_str());
         r_hour.push(*hour);
         r_checks.push(d.checks);
@@ -117,7 +123,9 @@ pub async fn flush(
     let mut last_success = Vec::with_capacity(n);
     let mut last_failure = Vec::with_capacity(n);
     let mut changed = Vec::with_capacity(n);
-    for (service, row) in &batch.status {
+    let mut statuses: Vec<_> = batch.status.iter().collect();
+    statuses.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (service, row) in statuses {
         s_service.push(service.as_str());
         healthy.push(row.state.healthy);
         checked_at.push(row.checked_at);

@@ -95,6 +95,14 @@ async fn a_misbehaving_fleet_is_classified_and_the_healthy_keep_their_rhythm() {
     )
     .await;
     register(&db, "bad_port", 0).await;
+    // https:// to a server that speaks neither HTTP nor TLS: the TLS handshake fails.
+    let plain = fleet::spawn(Behaviour::NotHttp).await;
+    register(&db, "tls_mismatch", 1).await;
+    sqlx::query("UPDATE service_registry SET base_url = $1 WHERE service_type = 'tls_mismatch'")
+        .bind(format!("https://127.0.0.1:{}", plain.port))
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
     let interval = Duration::from_millis(400);
     let config = fast_config(
@@ -111,7 +119,8 @@ async fn a_misbehaving_fleet_is_classified_and_the_healthy_keep_their_rhythm() {
     assert_eq!(code, Some(0));
 
     let status = statuses(&db).await;
-    let expect: [(&str, bool, Option<&str>); 16] = [
+    let expect: [(&str, bool, Option<&str>); 17] = [
+        ("tls_mismatch", false, Some("tls")),
         ("healthy", true, None),
         ("error_500", false, Some("status")),
         ("too_slow", false, Some("timeout")),
