@@ -40,14 +40,16 @@ pub fn next_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Dura
 }
 
 /// The first round after a scheduler starts is compressed into this share of the interval, so
-/// every service has been checked once well within one interval of start (its second check then
-/// comes at most 1.2 intervals after its first; from there on, exactly one per interval).
-const FIRST_ROUND: f64 = 0.8;
+/// every service has been checked once well within one interval of start, start-up included
+/// (its second check then comes at most 1.4 intervals after its first; from there on, exactly
+/// one per interval).
+const FIRST_ROUND: f64 = 0.6;
 
-/// The compressed first slot, if `elapsed` (since the scheduler started) is still before it.
-pub fn first_slot(elapsed: Duration, phase: Duration) -> Option<Duration> {
-    let first = phase.mul_f64(FIRST_ROUND);
-    (elapsed <= first).then_some(first)
+/// A service's first slot while the scheduler is still in its first round (`elapsed` since it
+/// started): its compressed phase, or at once if that has passed already (services with the
+/// smallest phases, added while the scheduler was being set up). `None` after the first round.
+pub fn first_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Option<Duration> {
+    (elapsed < interval.mul_f64(FIRST_ROUND)).then(|| phase.mul_f64(FIRST_ROUND).max(elapsed))
 }
 
 /// What every service task shares.
@@ -163,7 +165,7 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
         // From the clock, so a tick missed while a check ran long is skipped, never made up in
         // a burst; and strictly after the last slot, so a fast check never runs twice in one.
         let now = shared.epoch.elapsed();
-        let slot = match (last_slot, first_slot(now, phase)) {
+        let slot = match (last_slot, first_slot(now, phase, shared.interval)) {
             (None, Some(first)) => {
                 // Counts as this phase's slot: the next check is a whole interval after it.
                 last_slot = Some(phase);
@@ -233,11 +235,17 @@ mod tests {
     #[test]
     fn the_first_round_finishes_within_most_of_one_interval() {
         let s = Duration::from_secs;
-        assert_eq!(first_slot(s(0), s(10)), Some(s(8)));
+        let interval = s(30);
+        assert_eq!(first_slot(s(0), s(10), interval), Some(s(6)));
         assert_eq!(
-            first_slot(s(9), s(10)),
+            first_slot(s(7), s(10), interval),
+            Some(s(7)),
+            "passed already: at once"
+        );
+        assert_eq!(
+            first_slot(s(19), s(10), interval),
             None,
-            "too late: the regular slot applies"
+            "after the first round: regular slots"
         );
         // After the compressed first check the regular schedule resumes one interval on.
         assert_eq!(
