@@ -35,6 +35,7 @@
 --                 _sqlx_migrations (to check at start-up that the schema is current)
 --   S/I/U         service_health_status (the writer's upsert)
 --   S/I/U/D       service_health_rollups (upsert, housekeeping prune)
+--   S/I/D         service_health_flushes (idempotent flush ids, housekeeping prune)
 --   S/D           api_key_validation_cache, expired rows only (row-level security, below), plus
 --                 UPDATE (validated_at) that only serves the cleanup's FOR UPDATE row lock: a
 --                 restrictive policy makes every real UPDATE fail
@@ -131,6 +132,7 @@ GRANT SELECT ON user_services_summary TO :"role";
 -- ---- what the prober writes -----------------------------------------------------------------------------
 GRANT SELECT, INSERT, UPDATE ON service_health_status TO :"role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON service_health_rollups TO :"role";
+GRANT SELECT, INSERT, DELETE ON service_health_flushes TO :"role";
 
 -- ---- validation_cache_cleanup ---------------------------------------------------------------------------
 -- The table has row-level security (ENABLE, policy user_isolation for everyone: rows of the user

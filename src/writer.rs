@@ -1,6 +1,7 @@
-//! The writer: flushes the pending batch on a fixed cadence, one statement per flush. When the
-//! database is unreachable it keeps the batch (merging newer results in), retries with backoff,
-//! and logs `db_unavailable` / `db_recovered` once per outage.
+//! The writer: flushes the pending batch on a fixed cadence, one statement per flush. When a
+//! write fails it keeps that batch whole, under its id, and retries it as it is with backoff
+//! (newer results wait in the pending batch), so a write that failed after the server committed
+//! is not counted twice; `db_unavailable` / `db_recovered` are logged once per outage.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,12 +27,15 @@ pub struct Writer {
     pub checked_by: String,
 }
 
-/// What the writer knows of the database's reachability.
+/// What the writer knows of the database's reachability, and the batch it could not write.
 #[derive(Default)]
 struct Outage {
     since: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Option<Backoff>,
+    /// A batch whose write failed, kept whole under its id: retried as it is, so that if the
+    /// failure came after the server committed, the retry adds nothing twice.
+    failed: Option<(uuid::Uuid, Pending)>,
 }
 
 impl Writer {
@@ -39,21 +43,22 @@ impl Writer {
         std::mem::take(&mut *self.pending.lock().expect("pending batch lock poisoned"))
     }
 
-    fn put_back(&self, batch: Pending) {
-        self.pending
-            .lock()
-            .expect("pending batch lock poisoned")
-            .merge_older(batch);
-    }
-
-    async fn flush_once(&self, outage: &mut Outage) {
+    /// Writes the failed batch if there is one, else the pending results. Returns whether there
+    /// was anything to write.
+    async fn flush_once(&self, outage: &mut Outage) -> bool {
         if outage.retry_at.is_some_and(|t| Instant::now() < t) {
-            return;
+            return true;
         }
-        let batch = self.take();
-        if batch.is_empty() {
-            return;
-        }
+        let (id, batch) = match outage.failed.take() {
+            Some(failed) => failed,
+            None => {
+                let batch = self.take();
+                if batch.is_empty() {
+                    return false;
+                }
+                (uuid::Uuid::new_v4(), batch)
+            }
+        };
         let (uptime_window, check_interval) = {
             let config = self.config.borrow();
             (config.uptime.window, config.probe.interval)
@@ -64,7 +69,7 @@ impl Writer {
             checked_by: &self.checked_by,
         };
         let started = Instant::now();
-        let result = store::flush(&self.pool, &batch, &ctx, Utc::now()).await;
+        let result = store::flush(&self.pool, id, &batch, &ctx, Utc::now()).await;
         self.stats
             .db_ok
             .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
@@ -91,7 +96,7 @@ impl Writer {
             Err(e) => {
                 metrics::counter!(DB_ERRORS).increment(1);
                 let checks = batch.checks();
-                self.put_back(batch);
+                outage.failed = Some((id, batch));
                 let backoff = outage
                     .backoff
                     .get_or_insert_with(|| Backoff::new(Duration::from_secs(5)));
@@ -107,6 +112,7 @@ impl Writer {
                 outage.retry_at = Some(Instant::now() + backoff.next_delay());
             }
         }
+        true
     }
 
     /// Flushes every `flush_interval` until `stop`, then once more (the final flush).
@@ -121,20 +127,32 @@ impl Writer {
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = tick.tick() => self.flush_once(&mut outage).await,
+                _ = tick.tick() => {
+                    self.flush_once(&mut outage).await;
+                }
                 Ok(()) = self.config.changed() => {
                     tick = new_tick(self.config.borrow_and_update().database.flush_interval);
                 }
             }
         }
-        outage.retry_at = None;
-        self.flush_once(&mut outage).await;
+        // The final flush: a failed batch first, then what is pending, one attempt each.
+        for _ in 0..2 {
+            outage.retry_at = None;
+            if !self.flush_once(&mut outage).await || outage.failed.is_some() {
+                break;
+            }
+        }
         let left = self.take();
-        if !left.is_empty() {
+        let failed = outage
+            .failed
+            .take()
+            .map(|(_, batch)| batch)
+            .unwrap_or_default();
+        if !left.is_empty() || !failed.is_empty() {
             tracing::error!(
                 event = "results_lost",
-                services = left.status.len(),
-                checks = left.checks(),
+                services = left.status.len().max(failed.status.len()),
+                checks = left.checks() + failed.checks(),
                 "database unreachable at shutdown; these results were not written"
             );
         }

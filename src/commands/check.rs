@@ -82,9 +82,15 @@ pub async fn run(
             check_interval: config.probe.interval,
             checked_by: &identity(),
         };
-        store::flush(&pool, &batch, &ctx, chrono::Utc::now())
-            .await
-            .context("recording the results failed")?;
+        store::flush(
+            &pool,
+            uuid::Uuid::new_v4(),
+            &batch,
+            &ctx,
+            chrono::Utc::now(),
+        )
+        .await
+        .context("recording the results failed")?;
     }
     pool.close().await;
     Ok(if table.iter().all(|r| r.healthy) {

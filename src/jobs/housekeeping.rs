@@ -1,6 +1,6 @@
 //! `housekeeping`: the daemon's own data. Hourly rollups older than `uptime.retain` and
-//! `maintenance_job_runs` rows older than `jobs.housekeeping.run_history_retain` are deleted in
-//! bounded batches.
+//! `maintenance_job_runs` rows older than `jobs.housekeeping.run_history_retain`, and status
+//! flush ids older than two days, are deleted in bounded batches.
 
 use chrono::TimeDelta;
 
@@ -22,6 +22,11 @@ pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
             "DELETE FROM maintenance_job_runs WHERE ctid = ANY (ARRAY(
                  SELECT ctid FROM maintenance_job_runs WHERE started_at < $1 AND status <> 'running' LIMIT $2))",
             runs_before,
+        ),
+        (
+            "DELETE FROM service_health_flushes WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM service_health_flushes WHERE flushed_at < $1 LIMIT $2))",
+            now - TimeDelta::days(2),
         ),
     ];
     for (sql, before) in statements {

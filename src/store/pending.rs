@@ -78,17 +78,6 @@ impl Pending {
             .add(delta);
     }
 
-    /// Puts back a batch that failed to write. `self` holds results newer than `older`:
-    /// statuses keep the newer row, rollup counts add up.
-    pub fn merge_older(&mut self, older: Pending) {
-        for (service, row) in older.status {
-            self.status.entry(service).or_insert(row);
-        }
-        for (key, delta) in older.rollups {
-            self.rollups.entry(key).or_default().add(delta);
-        }
-    }
-
     pub fn checks(&self) -> i64 {
         self.rollups.values().map(|d| i64::from(d.checks)).sum()
     }
@@ -136,19 +125,5 @@ mod tests {
             }
         );
         assert_eq!(p.checks(), 3);
-    }
-
-    #[test]
-    fn a_failed_batch_merges_back_under_newer_results() {
-        let s = ServiceState::default();
-        let mut older = Pending::default();
-        older.record("a", &s, &check(1, 0, false, 10));
-        older.record("b", &s, &check(1, 0, true, 10));
-        let mut newer = Pending::default();
-        newer.record("a", &s, &check(5, 0, true, 20));
-        newer.merge_older(older);
-        assert_eq!(newer.status["a"].error_kind, None, "the newer status wins");
-        assert!(newer.status.contains_key("b"));
-        assert_eq!(newer.checks(), 3, "no check is lost");
     }
 }

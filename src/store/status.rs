@@ -14,13 +14,17 @@ use crate::health::ServiceState;
 /// The rollup upsert runs as a data-modifying CTE; its RETURNING rows stand in for the rows it
 /// replaced (a statement cannot see its own writes), so uptime includes this batch's checks.
 const FLUSH: &str = "
-WITH rollup_in AS (
+WITH marker AS (
+    -- This batch's id; a retry of a batch the server already committed finds it and adds nothing.
+    INSERT INTO service_health_flushes (flush_id) VALUES ($21) ON CONFLICT DO NOTHING RETURNING 1
+), rollup_in AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::bigint[], $6::int[])
            AS t(service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
 ), upserted AS (
     INSERT INTO service_health_rollups AS r (service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
     SELECT i.service_type, i.hour, i.checks, i.failures, i.latency_sum_ms, i.latency_max_ms
       FROM rollup_in i JOIN service_registry USING (service_type)
+     WHERE EXISTS (SELECT 1 FROM marker)
     ON CONFLICT (service_type, hour) DO UPDATE
        SET checks = r.checks + EXCLUDED.checks,
            failures = r.failures + EXCLUDED.failures,
@@ -84,9 +88,11 @@ fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Writes `batch` in one statement.
+/// Writes `batch` in one statement. `id` names the batch: flushing the same batch again under
+/// the same id (a retry after an error that may have come after the commit) counts nothing twice.
 pub async fn flush(
     pool: &PgPool,
+    id: uuid::Uuid,
     batch: &Pending,
     ctx: &FlushContext<'_>,
     now: DateTime<Utc>,
@@ -163,6 +169,7 @@ pub async fn flush(
         .bind(window_start)
         .bind(interval_ms)
         .bind(ctx.checked_by)
+        .bind(id)
         .execute(pool)
         .await?;
     Ok(())

@@ -103,3 +103,50 @@ async fn a_restart_neither_forgets_an_outage_nor_alerts_it_twice() {
         after.consecutive_failures
     );
 }
+
+#[tokio::test]
+async fn a_batch_retried_under_its_id_is_counted_once() {
+    use mcp_healthd::health::ServiceState;
+    use mcp_healthd::probe::{Check, Outcome};
+    use mcp_healthd::store::{self, FlushContext, Pending};
+
+    let db = TestDb::migrated().await;
+    register(&db, "svc", 1).await;
+    let mut batch = Pending::default();
+    for _ in 0..3 {
+        let check = Check {
+            started_at: chrono::Utc::now(),
+            latency: Duration::from_millis(5),
+            outcome: Outcome::Success { status: 200 },
+        };
+        batch.record("svc", &ServiceState::default(), &check);
+    }
+    let ctx = FlushContext {
+        uptime_window: Duration::from_secs(86_400),
+        check_interval: Duration::from_secs(30),
+        checked_by: "test",
+    };
+    let id = uuid::Uuid::new_v4();
+    // The first write commits; pretend its reply was lost and write the same batch again.
+    store::flush(&db.pool, id, &batch, &ctx, chrono::Utc::now())
+        .await
+        .unwrap();
+    store::flush(&db.pool, id, &batch, &ctx, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        rollup_checks(&db).await["svc"],
+        3,
+        "a retry under the same id adds nothing"
+    );
+    store::flush(
+        &db.pool,
+        uuid::Uuid::new_v4(),
+        &batch,
+        &ctx,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rollup_checks(&db).await["svc"], 6, "a new batch counts");
+}
