@@ -182,16 +182,16 @@ async fn main() {
         all_checked.as_secs_f64()
     );
     println!("{:<44} {:>12}", "status flushes", flush_count);
-    println!("{:<44} {:>12}", "statements per flush (by construction)", 1);
+    println!("{:<44} {:>12}", "statements per flush (store::flush)", 1);
     println!(
         "{:<44} {:>12.2}",
-        "database transactions per second (all kinds)",
-        txn as f64 / elapsed
+        "status-path statements per second",
+        flush_count as f64 / elapsed
     );
     println!(
         "{:<44} {:>12.2}",
-        "transactions per flush (incl. lease, registry)",
-        txn as f64 / flush_count.max(1) as f64
+        "all transactions/s in the db (autovacuum too)",
+        txn as f64 / elapsed
     );
     println!("{:<44} {:>12.1}", "flush duration mean (ms)", flush_mean);
     println!("{:<44} {:>12}", "flush duration max (ms)", flush_max);
