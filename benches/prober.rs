@@ -5,6 +5,7 @@
 //! Run: `cargo bench --bench prober` (PostgreSQL at DATABASE_URL, as for the tests).
 //! Knobs: BENCH_TARGETS (1000), BENCH_SECONDS (30).
 
+mod common;
 #[path = "../tests/it/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -12,6 +13,7 @@ mod helpers;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cpu_seconds, peak_rss_mib};
 use helpers::TestDb;
 use mcp_healthd::demo::fleet;
 
@@ -20,44 +22,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let hz: f64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    ticks / hz
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib / 1024.0
 }
 
 async fn checks(db: &TestDb) -> i64 {

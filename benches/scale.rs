@@ -7,6 +7,7 @@
 //! Run: `scripts/bench.sh` (or `cargo bench --bench scale` with root, apt and PostgreSQL).
 //! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10).
 
+mod common;
 #[path = "../tests/it/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -17,6 +18,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cpu_seconds, peak_rss_mib};
 use helpers::TestDb;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -24,46 +26,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn clock_ticks() -> f64 {
-    String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap()
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / clock_ticks()
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib / 1024.0
 }
 
 /// CPU time of the calling thread, in seconds.

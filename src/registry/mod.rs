@@ -46,27 +46,33 @@ pub async fn watch(
 
     let mut listener: Option<PgListener> = None;
     loop {
+        // A change made before LISTEN took effect (at start, or while the listening connection
+        // was down) sent no notification we could hear: reload at once after (re)listening.
+        let mut just_listening = false;
         if listener.is_none() {
             listener = match PgListener::connect_with(&pool).await {
                 Ok(mut l) => l.listen(CHANNEL).await.ok().map(|()| l),
                 Err(_) => None,
             };
+            just_listening = listener.is_some();
         }
-        let notified = async {
-            match listener.as_mut() {
-                Some(l) => l.recv().await.map(drop),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(refresh) => {}
-            result = notified => {
-                if result.is_err() {
-                    listener = None;
+        if !just_listening {
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(drop),
+                    None => std::future::pending().await,
                 }
-                // A bulk import notifies once per statement; let a burst settle.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(refresh) => {}
+                result = notified => {
+                    if result.is_err() {
+                        listener = None;
+                    }
+                    // A bulk import notifies once per statement; let a burst settle.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
         }
         match load_available(&pool).await {

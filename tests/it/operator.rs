@@ -5,11 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mcp_healthd::config::DatabaseUrl;
-
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour};
-use crate::helpers::{TestDb, server_url};
+use crate::helpers::TestDb;
 use crate::prober::register;
 use crate::proxy::Proxy;
 
@@ -125,27 +123,18 @@ fn value(sample: &prometheus_parse::Sample) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
-    use std::net::ToSocketAddrs;
     let db = TestDb::migrated().await;
     let ok = fleet::spawn(Behaviour::Healthy).await;
     let broken = fleet::spawn(Behaviour::Status(500)).await;
     register(&db, "ok", ok.port.into()).await;
     register(&db, "broken", broken.port.into()).await;
-    let server = url::Url::parse(server_url().expose()).unwrap();
-    let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let mut via = url::Url::parse(db.url.expose()).unwrap();
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port)).unwrap();
+    let proxy = Proxy::to_test_server().await;
+    let via = proxy.url_for(&db);
 
     let port = free_port();
     let config = fast_config("interval = \"300ms\"\ntimeout = \"250ms\"", "")
         .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
-    let daemon = Daemon::start(&DatabaseUrl::parse(via.as_str()).unwrap(), &config);
+    let daemon = Daemon::start(&via, &config);
     let base = format!("http://127.0.0.1:{port}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

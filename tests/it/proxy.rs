@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 
+use mcp_healthd::config::DatabaseUrl;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::helpers::{TestDb, server_url};
 
 pub struct Proxy {
     pub port: u16,
@@ -39,6 +42,26 @@ impl Proxy {
             }
         });
         Self { port, up, task }
+    }
+
+    /// A proxy in front of the PostgreSQL server the tests use.
+    pub async fn to_test_server() -> Self {
+        use std::net::ToSocketAddrs;
+        let server = url::Url::parse(server_url().expose()).unwrap();
+        let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
+            .to_socket_addrs()
+            .unwrap()
+            .next()
+            .unwrap();
+        Self::start(upstream).await
+    }
+
+    /// `db`'s URL, through this proxy.
+    pub fn url_for(&self, db: &TestDb) -> DatabaseUrl {
+        let mut url = url::Url::parse(db.url.expose()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        DatabaseUrl::parse(url.as_str()).unwrap()
     }
 
     /// Drops every open connection and refuses new ones.

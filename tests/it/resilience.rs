@@ -1,13 +1,10 @@
 //! The daemon across a database outage and a restart: nothing is lost, nothing alerted twice.
 
-use std::net::ToSocketAddrs;
 use std::time::Duration;
-
-use mcp_healthd::config::DatabaseUrl;
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour};
-use crate::helpers::{TestDb, server_url};
+use crate::helpers::TestDb;
 use crate::prober::{register, rollup_checks, statuses};
 use crate::proxy::Proxy;
 
@@ -24,17 +21,8 @@ async fn a_ten_second_outage_loses_no_check() {
         register(&db, &format!("svc{i}"), server.port.into()).await;
         servers.push(server);
     }
-    let server = url::Url::parse(server_url().expose()).unwrap();
-    let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let mut via_proxy = url::Url::parse(db.url.expose()).unwrap();
-    via_proxy.set_host(Some("127.0.0.1")).unwrap();
-    via_proxy.set_port(Some(proxy.port)).unwrap();
-    let via_proxy = DatabaseUrl::parse(via_proxy.as_str()).unwrap();
+    let proxy = Proxy::to_test_server().await;
+    let via_proxy = proxy.url_for(&db);
 
     let config = fast_config("interval = \"300ms\"\ntimeout = \"250ms\"", "");
     let daemon = Daemon::start(&via_proxy, &config);

@@ -10,7 +10,7 @@ use mcp_healthd::config::DatabaseUrl;
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour, Server};
-use crate::helpers::{TestDb, healthd, server_url, text};
+use crate::helpers::{TestDb, healthd, text};
 use crate::prober::register;
 use crate::proxy::Proxy;
 
@@ -84,36 +84,18 @@ async fn checks_in(server: &Server, seconds: u64) -> usize {
     server.hits() - before
 }
 
-fn via(proxy: &Proxy, db: &TestDb) -> DatabaseUrl {
-    let mut url = url::Url::parse(db.url.expose()).unwrap();
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
-    DatabaseUrl::parse(url.as_str()).unwrap()
-}
-
-async fn proxy_to_server() -> Proxy {
-    use std::net::ToSocketAddrs;
-    let server = url::Url::parse(server_url().expose()).unwrap();
-    let upstream = (server.host_str().unwrap(), server.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    Proxy::start(upstream).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_protocol_from_waiting_for_the_database_to_a_graceful_stop() {
     let db = TestDb::migrated().await;
     let hung = fleet::spawn(Behaviour::Hang).await;
     register(&db, "hung", hung.port.into()).await;
-    let proxy = proxy_to_server().await;
+    let proxy = Proxy::to_test_server().await;
     proxy.cut();
     let notify = NotifySocket::new();
     let config = fast_config("interval = \"10s\"\ntimeout = \"8s\"", "")
         .replace("shutdown_grace = \"2s\"", "shutdown_grace = \"1s\"");
     let mut daemon = Daemon::spawn(
-        &via(&proxy, &db),
+        &proxy.url_for(&db),
         &config,
         &[
             ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
