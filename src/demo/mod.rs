@@ -76,7 +76,8 @@ async fn drop_database(server: &DatabaseUrl) -> anyhow::Result<()> {
 }
 
 async fn open_database(config: &Config) -> anyhow::Result<(DemoDatabase, DatabaseUrl)> {
-    if server_answers(&config.database.url).await {
+    // The server, not the configured database: on a fresh machine that database does not exist yet.
+    if server_answers(&config.database.url.with_database("postgres")).await {
         let server = config.database.url.clone();
         drop_database(&server).await?; // a previous demo that was killed
         println!(
