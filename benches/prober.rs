@@ -13,43 +13,15 @@ mod helpers;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, peak_rss_mib};
+use common::{commits, cpu_seconds, env_or, flushes, peak_rss_mib};
 use helpers::TestDb;
 use mcp_healthd::demo::fleet;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn checks(db: &TestDb) -> i64 {
     sqlx::query_scalar("SELECT coalesce(sum(checks), 0)::bigint FROM service_health_rollups")
         .fetch_one(&db.pool)
         .await
         .unwrap()
-}
-
-async fn commits(db: &TestDb) -> i64 {
-    sqlx::query_scalar(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
-}
-
-/// (count, mean ms, max ms) of the writer's flushes logged in `log` after byte `from`.
-fn flushes(log: &str, from: usize) -> (usize, f64, u64) {
-    let times: Vec<u64> = log[from..]
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["message"] == "flushed")
-        .filter_map(|e| e["flush_ms"].as_u64())
-        .collect();
-    let mean = times.iter().sum::<u64>() as f64 / times.len().max(1) as f64;
-    (times.len(), mean, times.iter().copied().max().unwrap_or(0))
 }
 
 #[tokio::main]
@@ -105,12 +77,12 @@ async fn main() {
     let (cpu0, checks0, commits0, log0) = (
         cpu_seconds(pid),
         checks(&db).await,
-        commits(&db).await,
+        commits(&db.pool).await,
         read_log().len(),
     );
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (cpu1, checks1, commits1) = (cpu_seconds(pid), checks(&db).await, commits(&db).await);
+    let (cpu1, checks1, commits1) = (cpu_seconds(pid), checks(&db).await, commits(&db.pool).await);
     let elapsed = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib(pid);
     let (flush_count, flush_mean, flush_max) = flushes(&read_log(), log0);

@@ -18,15 +18,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, peak_rss_mib};
+use common::{commits, cpu_seconds, env_or, flushes, peak_rss_mib};
 use helpers::TestDb;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU time of the calling thread, in seconds.
 fn thread_cpu() -> f64 {
@@ -66,15 +59,6 @@ async fn per_service_checks(db: &TestDb) -> HashMap<String, i64> {
 async fn checked_services(db: &TestDb) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM service_health_status WHERE last_health_check IS NOT NULL",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
-}
-
-async fn commits(db: &TestDb) -> i64 {
-    sqlx::query_scalar(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
     )
     .fetch_one(&db.pool)
     .await
@@ -264,14 +248,14 @@ async fn main() {
     let (cpu0, checks0, commits0) = (
         cpu_seconds(pid),
         per_service_checks(&db).await,
-        commits(&db).await,
+        commits(&db.pool).await,
     );
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu1, checks1, commits1) = (
         cpu_seconds(pid),
         per_service_checks(&db).await,
-        commits(&db).await,
+        commits(&db.pool).await,
     );
     let elapsed = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib(pid);
@@ -296,14 +280,7 @@ async fn main() {
         deltas.iter().min().copied().unwrap_or(0),
         deltas.iter().max().copied().unwrap_or(0),
     );
-    let flushes: Vec<u64> = log[log0..]
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["message"] == "flushed")
-        .filter_map(|e| e["flush_ms"].as_u64())
-        .collect();
-    let flush_mean = flushes.iter().sum::<u64>() as f64 / flushes.len().max(1) as f64;
-    let flush_max = flushes.iter().copied().max().unwrap_or(0);
+    let (flush_count, flush_mean, flush_max) = flushes(&log, log0);
     // Lag over the window: the difference of the two cumulative histograms.
     let (p50_all, p99_all, n_all) = quantiles(&lag1, "mcp_healthd_scheduler_lag_seconds");
     let (_, _, n_before) = quantiles(&lag0, "mcp_healthd_scheduler_lag_seconds");
@@ -390,7 +367,7 @@ async fn main() {
         None,
     );
     // Each flush is one statement (store::flush); the status path makes no other.
-    let status_sps = flushes.len() as f64 / elapsed;
+    let status_sps = flush_count as f64 / elapsed;
     row(
         "statements per second on the status path",
         format!("{status_sps:.2}"),
