@@ -72,8 +72,9 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Unique per start of the job scheduler, so a restart never mistakes an old lease for its own.
-fn job_holder() -> String {
+/// `host:pid:nonce`, unique per start: the daemon's heartbeat id, and each job scheduler's lease
+/// holder (a restarted process never mistakes an old lease or heartbeat for its own).
+fn instance_id() -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{}:{}", identity(), &nonce[..8])
 }
@@ -247,7 +248,7 @@ impl Pipeline {
                 crate::jobs::scheduler::start(
                     self.pool.clone(),
                     Arc::new(new.clone()),
-                    job_holder(),
+                    instance_id(),
                 )
                 .await?,
             ),
@@ -346,7 +347,7 @@ pub async fn run(
     let states = store::load_states(&pool).await?;
 
     let config = Arc::new(config);
-    let me = job_holder();
+    let me = instance_id();
     // The first beat before any check, so daemons starting together do not all check everything.
     let first_members = crate::cluster::beat(&pool, &me, &hostname(), config.cluster.heartbeat_ttl)
         .await
@@ -396,7 +397,7 @@ pub async fn run(
         members: first_members,
         adopt,
         scheduler: Pipeline::new_scheduler(&config, reports.clone())?,
-        jobs: crate::jobs::scheduler::start(pool.clone(), config.clone(), job_holder()).await?,
+        jobs: crate::jobs::scheduler::start(pool.clone(), config.clone(), instance_id()).await?,
         watcher: Pipeline::start_watcher(&pool, &config, rows.clone(), changes.clone()),
         http: Pipeline::start_http(&config, &stats, &pool).await?,
         config,
