@@ -6,6 +6,9 @@
 //! Knobs: BENCH_TARGETS (1000), BENCH_SECONDS (30).
 
 mod common;
+#[path = "../tests/it/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
 #[path = "../tests/it/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -15,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::{commits, cpu_seconds, env_or, flushes, peak_rss_mib};
 use helpers::TestDb;
-use mcp_healthd::demo::fleet;
 
 async fn checks(db: &TestDb) -> i64 {
     sqlx::query_scalar("SELECT coalesce(sum(checks), 0)::bigint FROM service_health_rollups")
@@ -55,7 +57,7 @@ async fn main() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
         .args(["-c", config.to_str().unwrap(), "run"])
         .env("DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "info,mcp_healthd::writer=debug")
+        .env("RUST_LOG", "info,mcp_healthd::pipeline::writer=debug")
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();

@@ -5,6 +5,8 @@
 //! Run: `cargo bench --bench retention` (PostgreSQL at DATABASE_URL, as for the tests). Run it
 //! alone: WAL is counted server-wide.
 
+#[path = "../tests/it/clock.rs"]
+mod clock;
 #[path = "../tests/it/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -12,8 +14,8 @@ mod helpers;
 use std::time::Instant;
 
 use chrono::{Months, NaiveDate, Utc};
+use clock::FixedClock;
 use helpers::TestDb;
-use mcp_healthd::clock::FixedClock;
 use mcp_healthd::config::Config;
 use mcp_healthd::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger, partitions};
 

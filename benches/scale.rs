@@ -214,7 +214,7 @@ async fn main() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
         .args(["-c", config.to_str().unwrap(), "run"])
         .env("DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "info,mcp_healthd::writer=debug")
+        .env("RUST_LOG", "info,mcp_healthd::pipeline::writer=debug")
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();

@@ -1,33 +1,38 @@
 //! `mcp-healthd`: watches a fleet of MCP services over HTTP, keeps their health in PostgreSQL,
 //! and runs the database's periodic maintenance. See ARCHITECTURE.md for the map; the binary
 //! (`main.rs`) only parses arguments and reports errors.
+//!
+//! Modules form layers, and a module imports only from its own layer or those below it
+//! (`scripts/check-layers` enforces this, lowest first):
+//!
+//! 1. `clock`, `config` — what time it is and what the operator asked for;
+//! 2. `plan` — pure decisions: registry row -> target, the health state machine, phases and
+//!    ownership hashing;
+//! 3. `observe` — counters, metrics, logs, sd_notify and the small HTTP endpoint;
+//! 4. `probe`, `store`, `registry`, `cluster`, `jobs` — the pieces that do I/O;
+//! 5. `pipeline` — scheduler -> probe -> monitor -> writer, wired together;
+//! 6. `daemon` — the lifecycle of `mcp-healthd run`;
+//! 7. `commands`, `demo` — what the command line asks for.
 
-pub mod alerts;
-pub mod cli;
 pub mod clock;
-pub mod cluster;
-pub mod commands;
 pub mod config;
-pub mod cron;
-pub mod daemon;
-pub mod dashboard;
-pub mod db;
-pub mod demo;
-pub mod health;
-pub mod http;
+
+pub mod plan;
+
+pub mod observe;
+
+pub mod cluster;
 pub mod jobs;
-pub mod legacy;
-pub mod metrics;
-pub mod monitor;
-pub mod notify;
 pub mod probe;
 pub mod registry;
-pub mod scheduler;
-pub mod stats;
 pub mod store;
-pub mod target;
-pub mod telemetry;
-pub mod writer;
+
+pub mod pipeline;
+
+pub mod daemon;
+
+pub mod commands;
+pub mod demo;
 
 /// Exit status for a bad configuration (sysexits.h `EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_healthd::{EXIT_CONFIG, cli::Cli, commands, config::ConfigError};
+use mcp_healthd::commands::{self, cli::Cli};
+use mcp_healthd::{EXIT_CONFIG, config::ConfigError};
 
 fn main() -> ExitCode {
     mcp_healthd::install_crypto_provider();

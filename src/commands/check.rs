@@ -10,13 +10,16 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::cluster::identity;
 use crate::config::Config;
-use crate::daemon::{identity, plan_all, thresholds};
-use crate::monitor::{Monitor, Report};
-use crate::probe::{Check, ErrorKind, Outcome, Prober};
+use crate::pipeline::monitor::Monitor;
+use crate::pipeline::scheduler::Report;
+use crate::plan::health::Thresholds;
+use crate::plan::target::{Planned, plan_all};
+use crate::probe::{ErrorKind, Outcome, Prober};
+use crate::registry;
+use crate::store::db;
 use crate::store::{self, FlushContext, Pending};
-use crate::target::Planned;
-use crate::{db, registry};
 
 #[derive(Serialize)]
 struct Row<'a> {
@@ -43,7 +46,7 @@ pub async fn run(
             anyhow::bail!("no available service named {wanted:?} in service_registry");
         }
     }
-    let reports = probe_all(plan_all(&rows, config), config).await?;
+    let reports = probe_all(plan_all(&rows, &config.probe), config).await?;
 
     let table: Vec<Row> = reports
         .iter()
@@ -70,7 +73,7 @@ pub async fn run(
         let pending = Arc::new(Mutex::new(Pending::default()));
         let mut monitor = Monitor::new(
             store::load_states(&pool).await?,
-            thresholds(config),
+            Thresholds::from(config),
             pending.clone(),
         );
         for r in &reports {
@@ -108,14 +111,7 @@ pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result
         let (prober, limit) = (prober.clone(), limit.clone());
         async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            let check = match &p {
-                Planned::Probe(t) => prober.check(t).await,
-                Planned::Invalid(i) => Check {
-                    started_at: chrono::Utc::now(),
-                    latency: std::time::Duration::ZERO,
-                    outcome: Outcome::failure(ErrorKind::InvalidTarget, i.reason.clone()),
-                },
-            };
+            let check = prober.check_planned(&p).await;
             Report {
                 service_type: p.service_type().to_owned(),
                 url: p.url().to_owned(),

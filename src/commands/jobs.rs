@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::db;
 use crate::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger, runs};
+use crate::store::db;
 
 fn names() -> String {
     JobName::ALL.map(JobName::as_str).join(", ")
@@ -57,7 +57,7 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         clock: &SystemClock,
         fence: Fence::Manual,
     };
-    let holder = format!("{} (manual)", crate::daemon::identity());
+    let holder = format!("{} (manual)", crate::cluster::identity());
     let outcome = jobs::run(job, &ctx, Trigger::Manual, &holder).await?;
     pool.close().await;
     match outcome {

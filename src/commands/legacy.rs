@@ -1,11 +1,12 @@
-//! `mcp-healthd legacy migrate|report|finalize`: the operator's side of `crate::legacy`.
+//! `mcp-healthd legacy migrate|report|finalize`: the operator's side of `crate::store::legacy`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::{db, legacy};
+use crate::store::db;
+use crate::store::legacy;
 
 async fn pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     let (pool, _) = db::open(&config.database).await?;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::db;
+use crate::store::db;
 
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let url = &config.database.url;

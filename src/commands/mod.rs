@@ -2,6 +2,7 @@
 //! hands each command to its module. Every command returns the process exit code.
 
 mod check;
+pub mod cli;
 mod jobs;
 mod legacy;
 mod migrate;
@@ -12,31 +13,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigCommand, JobsCommand, LegacyCommand, RegistryCommand};
-use crate::config::Config;
+use crate::commands::cli::{
+    Cli, Command, ConfigCommand, JobsCommand, LegacyCommand, RegistryCommand,
+};
+use crate::config::{Config, ConfigSource};
 use crate::daemon;
-
-/// Where the configuration comes from: the `-c` path (or default search) and `DATABASE_URL`.
-#[derive(Debug, Clone)]
-pub struct ConfigSource {
-    pub path: Option<std::path::PathBuf>,
-    pub database_url: Option<String>,
-}
-
-impl ConfigSource {
-    pub fn from_env(path: Option<std::path::PathBuf>) -> Self {
-        Self {
-            path,
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|s| !s.trim().is_empty()),
-        }
-    }
-
-    pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
-        Config::load(self.path.as_deref(), self.database_url.as_deref())
-    }
-}
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let source = ConfigSource::from_env(cli.config);
@@ -47,7 +28,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // The demo logs to a file: its terminal shows the status table.
     let log = match cli.command {
         Command::Demo { .. } => None,
-        _ => crate::telemetry::init(&config.log),
+        _ => crate::observe::telemetry::init(&config.log),
     };
     // The daemon runs on one thread: its work is I/O-bound, and one thread avoids the cross-thread
     // wake-ups a work-stealing pool pays on every check (measured in benches/scale.rs).

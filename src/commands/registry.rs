@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::db;
 use crate::registry::import;
+use crate::store::db;
 
 pub async fn import(config: &Config, dir: &Path, prune: bool) -> anyhow::Result<ExitCode> {
     // Validate the files before touching the database: a bad directory needs no connection.

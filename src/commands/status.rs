@@ -6,7 +6,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::{dashboard, db};
+use crate::store::dashboard;
+use crate::store::db;
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let (pool, _) = db::open(&config.database).await?;

@@ -2,7 +2,9 @@
 //! and the validated [`Config`] the rest of the daemon reads. `config check`, start-up and a
 //! reload all go through [`Config::load`], so they accept and reject exactly the same files.
 
+pub mod cron;
 mod raw;
+mod source;
 mod types;
 mod validate;
 
@@ -10,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::RawConfig;
+pub use source::ConfigSource;
 pub use types::{DatabaseUrl, LogFormat, StatusSet};
 
-use crate::cron::CronSchedule;
+use crate::config::cron::CronSchedule;
 
 /// Where the configuration is looked for when neither `-c` nor `MCP_HEALTHD_CONFIG` names a file.
 pub const DEFAULT_PATHS: [&str; 2] = ["./config.toml", "/etc/mcp-healthd/config.toml"];

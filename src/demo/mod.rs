@@ -1,11 +1,11 @@
 //! `mcp-healthd demo`: a local tour in one command. It uses the configured PostgreSQL server if
 //! it answers (in a database of its own, `mcp_healthd_demo`) or else starts a throwaway cluster;
-//! serves the sample registry (`samples/registry`) from a built-in fleet of loopback servers with
-//! mixed behaviours; runs the real daemon against them; and redraws the status table until
+//! serves the sample registry (built into the binary from `samples/registry`, or `--samples DIR`)
+//! from loopback servers with mixed behaviours; runs the real daemon against them; and redraws the status table until
 //! Ctrl-C. Then it stops everything it started and removes what it created.
 
-pub mod fleet;
 mod postgres;
+mod services;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::commands::ConfigSource;
+use crate::config::ConfigSource;
 use crate::config::{Config, DatabaseUrl};
+use crate::observe::telemetry;
 use crate::registry::import;
-use crate::{dashboard, db, telemetry};
-use fleet::Behaviour;
+use crate::store::dashboard;
+use crate::store::db;
 use postgres::Throwaway;
+use services::Behaviour;
 
 const DEMO_DATABASE: &str = "mcp_healthd_demo";
 
@@ -32,27 +34,26 @@ enum DemoDatabase {
     Throwaway(Throwaway),
 }
 
-/// The sample directory: `./samples/registry` (a checkout), else the packaged copy.
-fn samples_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir);
-    }
-    ["samples/registry", "/usr/share/mcp-healthd/samples/registry"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
-        .context("no sample registry found (looked in ./samples/registry and /usr/share/mcp-healthd/samples/registry); pass --samples DIR")
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/samples.rs"));
 }
 
-/// Mixed behaviours, mostly healthy, the same on every run.
-fn behaviour(index: usize) -> Behaviour {
-    match index % 10 {
-        6 => Behaviour::Status(500),
-        7 => Behaviour::Slow(Duration::from_secs(3)),
-        8 => Behaviour::Flapping(3),
-        9 => Behaviour::FailFirst(6),
-        _ => Behaviour::Healthy,
-    }
+/// The sample services: those of `--samples DIR` if given, else the ones built into the binary.
+fn sample_entries(dir: Option<&Path>, config: &Config) -> anyhow::Result<Vec<import::Entry>> {
+    Ok(match dir {
+        Some(dir) => import::read_dir(dir, &config.probe)?,
+        None => import::read_sources(
+            embedded::SAMPLES.iter().map(|(name, text)| {
+                (
+                    Path::new("<built-in samples>")
+                        .join(name)
+                        .join("config.json"),
+                    *text,
+                )
+            }),
+            &config.probe,
+        )?,
+    })
 }
 
 async fn server_answers(url: &DatabaseUrl) -> bool {
@@ -152,7 +153,6 @@ pub async fn run(
     source: ConfigSource,
     samples: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let samples = samples_dir(samples)?;
     let work = std::env::temp_dir().join(format!("mcp-healthd-demo-log-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let log = work.join("daemon.log");
@@ -160,7 +160,7 @@ pub async fn run(
 
     let (database, url) = open_database(&config).await?;
     let config = demo_config(&config, url);
-    let result = tour(&config, source, &samples, &log, handle).await;
+    let result = tour(&config, source, samples.as_deref(), &log, handle).await;
 
     match database {
         DemoDatabase::OnServer { server } => drop_database(&server).await?,
@@ -174,14 +174,14 @@ pub async fn run(
 async fn tour(
     config: &Config,
     source: ConfigSource,
-    samples: &Path,
+    samples: Option<&Path>,
     log: &Path,
     handle: Option<telemetry::LevelHandle>,
 ) -> anyhow::Result<ExitCode> {
-    let mut entries = import::read_dir(samples, &config.probe)?;
+    let mut entries = sample_entries(samples, config)?;
     let mut servers = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter_mut().enumerate() {
-        let server = fleet::try_spawn(behaviour(i)).await?;
+        let server = services::spawn(Behaviour::for_index(i)).await?;
         entry.port = i32::from(server.port);
         servers.push(server);
     }

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cron::CronSchedule;
+use crate::config::cron::CronSchedule;
 pub use lease::Fence;
 pub use runs::Trigger;
 
@@ -138,7 +138,7 @@ pub async fn run(
     if !locked {
         let why = "skipped: the previous run is still in progress";
         runs::skipped(ctx.pool, name, trigger, holder, why).await?;
-        metrics::counter!(crate::metrics::JOB_RUNS, "job" => name, "status" => "skipped")
+        metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "skipped")
             .increment(1);
         tracing::warn!(event = "job_skipped", job = name, reason = why);
         return Ok(RunOutcome::Skipped);
@@ -171,9 +171,9 @@ async fn run_locked(
     match result {
         Ok(()) => {
             runs::finish(ctx.pool, id, done.rows_affected, done.batches, None).await?;
-            metrics::counter!(crate::metrics::JOB_RUNS, "job" => name, "status" => "succeeded")
+            metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "succeeded")
                 .increment(1);
-            metrics::gauge!(crate::metrics::JOB_LAST_SUCCESS, "job" => name)
+            metrics::gauge!(crate::observe::metrics::JOB_LAST_SUCCESS, "job" => name)
                 .set(chrono::Utc::now().timestamp() as f64);
             tracing::info!(
                 event = "job_finished",
@@ -187,7 +187,7 @@ async fn run_locked(
         }
         Err(error) => {
             let message = format!("{error:#}");
-            metrics::counter!(crate::metrics::JOB_RUNS, "job" => name, "status" => "failed")
+            metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "failed")
                 .increment(1);
             runs::finish(
                 ctx.pool,

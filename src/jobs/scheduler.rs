@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease::{self, Fence};
 use super::{JobContext, JobName, Trigger};
-use crate::clock::SystemClock;
+use crate::clock::{Renewal, SystemClock};
 use crate::config::Config;
 
 /// Shared between the lease task and the cron callbacks: the epoch of our lease, 0 if none.
@@ -129,25 +129,18 @@ async fn keep_lease(
     leadership: Arc<Leadership>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    let mut renewal = Renewal::every_third_of(ttl);
+    while renewal.due(&stop).await {
         let epoch = match lease::acquire_or_renew(&pool, lease::MAINTENANCE, &holder, ttl).await {
             Ok(epoch) => {
-                failing = false;
+                renewal.succeeded();
                 epoch
             }
             Err(e) => {
                 // Once per streak: a missing grant would otherwise stop all jobs silently.
-                if !failing {
+                if renewal.failed() {
                     tracing::warn!(event = "lease_failed", error = %e, "cannot take or renew the leader lease; no jobs run here");
                 }
-                failing = true;
                 None
             }
         };

@@ -1,6 +1,13 @@
-//! Everything the prober writes to PostgreSQL. Only the public functions here touch the
-//! database, and each is one statement (so one implicit transaction): nothing is left half-done.
+//! PostgreSQL: the pool, the database and its migrations (`db`); what the prober writes, each
+//! a single statement so nothing is left half-done (`pending` batch and its `status` flush);
+//! what operators read (`dashboard`, the `service_health_dashboard` view); and the operator-run
+//! move off the legacy tables (`legacy`).
+//!
+//! May import: `config`, `clock`, `plan`, `observe`, `probe` (the results it stores).
 
+pub mod dashboard;
+pub mod db;
+pub mod legacy;
 mod pending;
 mod status;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use crate::health::ServiceState;
+use crate::plan::health::ServiceState;
 use crate::probe::Check;
 
 /// The status row of one service after its latest check.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::pending::{Pending, hour_of};
-use crate::health::ServiceState;
+use crate::plan::health::ServiceState;
 
 /// The rollup upsert runs as a data-modifying CTE; its RETURNING rows stand in for the rows it
 /// replaced (a statement cannot see its own writes), so uptime includes this batch's checks.

@@ -67,7 +67,7 @@ impl TestDb {
     /// A database with every migration applied.
     pub async fn migrated() -> Self {
         let db = Self::empty().await;
-        mcp_healthd::db::MIGRATOR
+        mcp_healthd::store::db::MIGRATOR
             .run(&db.pool)
             .await
             .expect("migrations apply");

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Months, NaiveDate, TimeZone, Utc};
-use mcp_healthd::clock::FixedClock;
 use mcp_healthd::config::Config;
 use mcp_healthd::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger};
 
+use crate::clock::FixedClock;
 use crate::helpers::{TestDb, healthd, text};
 
 fn config(db: &TestDb, extra: &str) -> Config {

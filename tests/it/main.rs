@@ -1,9 +1,9 @@
 //! End-to-end tests: the real binary, the real PostgreSQL (`DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), one fresh database per test.
 
+mod clock;
 mod daemon;
-/// The loopback fleet lives in the library: the demo serves its sample services with it.
-pub use mcp_healthd::demo::fleet;
+mod fleet;
 mod helpers;
 mod jobs;
 mod leadership;

@@ -14,7 +14,7 @@ async fn migrate_creates_the_database_applies_everything_and_is_then_a_no_op() {
     let db = TestDb::adopt(&name).await;
     let out = text(&first.stdout);
     assert!(out.contains(&format!("created database {name}")), "{out}");
-    let total = mcp_healthd::db::MIGRATOR.iter().count();
+    let total = mcp_healthd::store::db::MIGRATOR.iter().count();
     assert!(
         out.contains(&format!("applied {total} migration(s)")),
         "{out}"
@@ -100,7 +100,7 @@ async fn the_baseline_leaves_a_backend_created_legacy_schema_alone() {
     .execute(&db.pool)
     .await
     .unwrap();
-    mcp_healthd::db::MIGRATOR
+    mcp_healthd::store::db::MIGRATOR
         .run(&db.pool)
         .await
         .expect("migrations apply over the legacy schema");

@@ -94,7 +94,7 @@ async fn a_restart_neither_forgets_an_outage_nor_alerts_it_twice() {
 
 #[tokio::test]
 async fn a_batch_retried_under_its_id_is_counted_once() {
-    use mcp_healthd::health::ServiceState;
+    use mcp_healthd::plan::health::ServiceState;
     use mcp_healthd::probe::{Check, Outcome};
     use mcp_healthd::store::{self, FlushContext, Pending};
 

@@ -1,6 +1,7 @@
 //! A fleet of real HTTP servers on loopback, one per behaviour, each counting the requests it
-//! received: the demo's sample services, and the tests' and benchmarks' targets. Raw TCP, so the
-//! misbehaving ones can misbehave exactly (hang, reset, trickle, lie).
+//! received: the tests' and benchmarks' targets (benches include this file). Raw TCP, so the
+//! misbehaving ones can misbehave exactly (hang, reset, trickle, lie). The demo has its own,
+//! smaller fleet in the library (`demo::services`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,8 +32,6 @@ pub enum Behaviour {
     FailOneInFour,
     /// The first `n` requests fail, then it is healthy.
     FailFirst(usize),
-    /// Alternates: `n` requests answered, then `n` failed.
-    Flapping(usize),
 }
 
 pub struct Server {
@@ -170,9 +169,5 @@ async fn serve(
         Behaviour::FailOneInFour => respond(&mut stream, 200, "", "ok").await,
         Behaviour::FailFirst(k) if n <= k => respond(&mut stream, 500, "", "").await,
         Behaviour::FailFirst(_) => respond(&mut stream, 200, "", "ok").await,
-        Behaviour::Flapping(k) if (n - 1) / k.max(1) % 2 == 1 => {
-            respond(&mut stream, 503, "", "").await
-        }
-        Behaviour::Flapping(_) => respond(&mut stream, 200, "", "ok").await,
     }
 }

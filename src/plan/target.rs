@@ -6,9 +6,20 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sqlx::types::Json;
 
 use crate::config::{ProbeConfig, StatusSet};
-use crate::registry::RegistryRow;
+
+/// One `service_registry` row, as much of it as probing needs. Values are as stored: turning a
+/// row into a probe target (and rejecting a bad one) is [`plan`]'s job.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RegistryRow {
+    pub service_type: String,
+    pub port: i32,
+    pub base_url: Option<String>,
+    pub health_check_endpoint: String,
+    pub service_config: Json<serde_json::Value>,
+}
 
 const MAX_URL_LEN: usize = 2048;
 const MAX_ENDPOINT_LEN: usize = 255;
@@ -85,6 +96,11 @@ impl Planned {
             Planned::Invalid(i) => &i.url,
         }
     }
+}
+
+/// Plans every row (see [`plan`]), in order.
+pub fn plan_all(rows: &[RegistryRow], probe: &ProbeConfig) -> Vec<Planned> {
+    rows.iter().map(|r| plan(r, probe)).collect()
 }
 
 pub fn plan(row: &RegistryRow, probe: &ProbeConfig) -> Planned {
@@ -263,7 +279,6 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::json;
-    use sqlx::types::Json;
 
     fn probe() -> ProbeConfig {
         Config::from_toml("", "test", None).unwrap().probe

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::ProbeConfig;
-use crate::target::{Method, Target};
+use crate::plan::target::{Method, Planned, Target};
 
 /// The failure classes of DESIGN.md; `error_message` is `KIND: detail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,6 +137,19 @@ impl Prober {
             client,
             max_body_bytes: config.max_body_bytes,
         })
+    }
+
+    /// Checks a planned service: probes a target; a row that cannot be probed fails at once
+    /// with its `invalid_target` reason, so it is reported like any other failure.
+    pub async fn check_planned(&self, planned: &Planned) -> Check {
+        match planned {
+            Planned::Probe(target) => self.check(target).await,
+            Planned::Invalid(invalid) => Check {
+                started_at: Utc::now(),
+                latency: Duration::ZERO,
+                outcome: Outcome::failure(ErrorKind::InvalidTarget, invalid.reason.clone()),
+            },
+        }
     }
 
     pub async fn check(&self, target: &Target) -> Check {

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::stats::Stats;
+use crate::observe::stats::Stats;
 
 #[derive(Clone)]
 pub struct HttpState {

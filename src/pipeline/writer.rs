@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::db::Backoff;
-use crate::metrics::{DB_ERRORS, FLUSH_DURATION};
-use crate::stats::Stats;
+use crate::observe::metrics::{DB_ERRORS, FLUSH_DURATION};
+use crate::observe::stats::Stats;
+use crate::store::db::Backoff;
 use crate::store::{self, FlushContext, Pending};
 
 pub struct Writer {

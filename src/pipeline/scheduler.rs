@@ -13,43 +13,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::monitor::Report;
-use crate::probe::{Check, ErrorKind, Outcome, Prober};
-use crate::target::Planned;
+use crate::plan::placement::{first_slot, next_slot, phase};
+use crate::plan::target::Planned;
+use crate::probe::{Check, Prober};
 
-/// The service's offset within the interval: FNV-1a of its name, so it is the same on every
-/// start and on every host.
-pub fn phase(service_type: &str, interval: Duration) -> Duration {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in service_type.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    let nanos = interval.as_nanos().max(1);
-    Duration::from_nanos(u64::try_from(u128::from(hash) % nanos).unwrap_or(0))
-}
-
-/// The first slot `phase + k * interval` (k ≥ 0) at or after `elapsed`.
-pub fn next_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Duration {
-    if elapsed <= phase {
-        return phase;
-    }
-    let interval_ns = interval.as_nanos().max(1);
-    let k = (elapsed - phase).as_nanos().div_ceil(interval_ns);
-    phase + Duration::from_nanos(u64::try_from(k * interval_ns).unwrap_or(u64::MAX))
-}
-
-/// The first round after a scheduler starts is compressed into this share of the interval, so
-/// every service has been checked once well within one interval of start, start-up included
-/// (its second check then comes at most 1.4 intervals after its first; from there on, exactly
-/// one per interval).
-const FIRST_ROUND: f64 = 0.6;
-
-/// A service's first slot while the scheduler is still in its first round (`elapsed` since it
-/// started): its compressed phase, or at once if that has passed already (services with the
-/// smallest phases, added while the scheduler was being set up). `None` after the first round.
-pub fn first_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Option<Duration> {
-    (elapsed < interval.mul_f64(FIRST_ROUND)).then(|| phase.mul_f64(FIRST_ROUND).max(elapsed))
+/// A finished check of one service, as the scheduler hands it to the monitor.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub service_type: String,
+    pub url: String,
+    pub check: Check,
 }
 
 /// What every service task shares.
@@ -188,19 +161,10 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
         };
         let Ok(_permit) = permit else { return };
         let lag = tokio::time::Instant::now().saturating_duration_since(due);
-        metrics::histogram!(crate::metrics::SCHEDULER_LAG).record(lag.as_secs_f64());
-        let check = match &planned {
-            Planned::Probe(target) => {
-                tokio::select! {
-                    () = shared.abort.cancelled() => return,
-                    check = shared.prober.check(target) => check,
-                }
-            }
-            Planned::Invalid(invalid) => Check {
-                started_at: chrono::Utc::now(),
-                latency: Duration::ZERO,
-                outcome: Outcome::failure(ErrorKind::InvalidTarget, invalid.reason.clone()),
-            },
+        metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG).record(lag.as_secs_f64());
+        let check = tokio::select! {
+            () = shared.abort.cancelled() => return,
+            check = shared.prober.check_planned(&planned) => check,
         };
         drop(_permit);
         let report = Report {
@@ -210,66 +174,6 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
         };
         if shared.reports.send(report).await.is_err() {
             return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phases_are_stable_and_spread() {
-        let interval = Duration::from_secs(30);
-        assert_eq!(phase("github", interval), phase("github", interval));
-        assert!(phase("github", interval) < interval);
-        // 10,000 services over 30 one-second buckets: each bucket near 333.
-        let mut buckets = [0u32; 30];
-        for i in 0..10_000 {
-            buckets[phase(&format!("svc-{i}"), interval).as_secs() as usize] += 1;
-        }
-        let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
-        assert!(*min > 250 && *max < 420, "uneven spread: {min}..{max}");
-    }
-
-    #[test]
-    fn the_first_round_finishes_within_most_of_one_interval() {
-        let s = Duration::from_secs;
-        let interval = s(30);
-        assert_eq!(first_slot(s(0), s(10), interval), Some(s(6)));
-        assert_eq!(
-            first_slot(s(7), s(10), interval),
-            Some(s(7)),
-            "passed already: at once"
-        );
-        assert_eq!(
-            first_slot(s(19), s(10), interval),
-            None,
-            "after the first round: regular slots"
-        );
-        // After the compressed first check the regular schedule resumes one interval on.
-        assert_eq!(
-            next_slot(s(10) + Duration::from_nanos(1), s(10), s(30)),
-            s(40)
-        );
-    }
-
-    #[test]
-    fn slots_skip_missed_ticks() {
-        let s = Duration::from_secs;
-        let cases = [
-            (s(0), s(7), s(10), s(7)),
-            (s(7), s(7), s(10), s(7)),
-            (s(8), s(7), s(10), s(17)),
-            (s(43), s(7), s(10), s(47)),
-            (s(47), s(7), s(10), s(47)),
-        ];
-        for (elapsed, phase, interval, want) in cases {
-            assert_eq!(
-                next_slot(elapsed, phase, interval),
-                want,
-                "{elapsed:?} {phase:?}"
-            );
         }
     }
 }

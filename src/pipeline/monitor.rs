@@ -13,23 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::alerts;
 use crate::config::Config;
-use crate::daemon::thresholds;
-use crate::health::{self, Observation, ServiceState, Thresholds};
-use crate::metrics::{CHECK_DURATION, CHECKS, SERVICE_LATENCY, SERVICE_UP};
-use crate::notify::Notifier;
-use crate::probe::Check;
-use crate::stats::Stats;
+use crate::observe::metrics::{CHECK_DURATION, CHECKS, SERVICE_LATENCY, SERVICE_UP};
+use crate::observe::notify::Notifier;
+use crate::observe::stats::Stats;
+use crate::pipeline::alerts;
+use crate::pipeline::scheduler::Report;
+use crate::plan::health::{self, Observation, ServiceState, Thresholds};
 use crate::store::Pending;
-
-/// A finished check of one service.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub service_type: String,
-    pub url: String,
-    pub check: Check,
-}
 
 pub struct Monitor {
     states: HashMap<String, ServiceState>,
@@ -119,7 +110,7 @@ impl Monitor {
                 // Services taken over from another daemon: continue from its last stored state.
                 Some(states) = adopt.recv() => self.states.extend(states),
                 Ok(()) = config.changed() => {
-                    self.thresholds = thresholds(&config.borrow_and_update());
+                    self.thresholds = Thresholds::from(&**config.borrow_and_update());
                 }
                 _ = status_tick.tick() => {
                     let (healthy, down) = self.counts(&services.borrow());

@@ -13,12 +13,25 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Config;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     pub failure: u32,
     pub success: u32,
     pub degraded_after: Duration,
     pub reminder_interval: Duration,
+}
+
+impl From<&Config> for Thresholds {
+    fn from(config: &Config) -> Self {
+        Self {
+            failure: config.probe.failure_threshold,
+            success: config.probe.success_threshold,
+            degraded_after: config.probe.degraded_after,
+            reminder_interval: config.alerts.reminder_interval,
+        }
+    }
 }
 
 /// What the state machine remembers of one service. Survives restarts through

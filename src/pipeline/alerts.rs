@@ -1,7 +1,7 @@
 //! The alert log (DESIGN.md "Alert log"): one structured event per state transition, with the
 //! contract's fields. Operators page off these lines, so their names and fields do not change.
 
-use crate::health::{ServiceState, Transition};
+use crate::plan::health::{ServiceState, Transition};
 use crate::probe::Check;
 
 /// Logs `transition` of `service_type` at the level the contract gives it.

@@ -61,7 +61,7 @@ pub enum Command {
     Config(ConfigCommand),
     /// One-command local tour: sample services, the real daemon, a live status table
     Demo {
-        /// Sample registry directory [default: ./samples/registry]
+        /// Sample registry directory [default: the samples built into the binary]
         #[arg(long, value_name = "DIR")]
         samples: Option<PathBuf>,
     },
