@@ -1,5 +1,8 @@
 //! Turns a parsed command line into work: loads the configuration, starts the runtime, and
-//! hands each command to its module. Every command returns the process exit code.
+//! hands each command to its module. Every command returns the process exit code. `cli` is
+//! the command line as clap sees it.
+//!
+//! The top layer with `demo`: may import anything below it.
 
 mod check;
 pub mod cli;

@@ -1,6 +1,8 @@
 //! Configuration: where the file is found, how it is parsed (strictly: unknown keys are errors),
 //! and the validated [`Config`] the rest of the daemon reads. `config check`, start-up and a
 //! reload all go through [`Config::load`], so they accept and reject exactly the same files.
+//!
+//! The lowest layer: imports nothing of the crate but `clock`.
 
 pub mod cron;
 mod raw;

@@ -86,17 +86,7 @@ impl Daemon {
         let rows = registry::load_available(&pool).await?;
         let states = store::load_states(&pool).await?;
         let me = instance_id();
-        // The first beat before any check, so daemons starting together do not all check everything.
-        let first_members = cluster::beat(&pool, &me, &hostname(), config.cluster.heartbeat_ttl)
-            .await
-            .unwrap_or_default();
-        let (members_tx, members) = watch::channel(first_members.clone());
-        let membership = {
-            let (pool, me, ttl) = (pool.clone(), me.clone(), config.cluster.heartbeat_ttl);
-            Task::spawn(|stop| {
-                cluster::keep_membership(pool, me, hostname(), ttl, members_tx, stop)
-            })
-        };
+        let (first_members, members, membership) = join_cluster(&pool, &me, &config).await;
         let stats = Arc::new(Stats::new(config.probe.interval + config.probe.timeout));
         let (config_tx, config_rx) = watch::channel(config.clone());
         let (services_tx, services_rx) = watch::channel(Arc::new(HashSet::new()));
@@ -222,4 +212,22 @@ impl Daemon {
         }
         pool.close().await;
     }
+}
+
+/// Writes the first heartbeat before any check (so daemons starting together do not all check
+/// everything), then keeps it alive. Returns the first member list, the channel of later ones,
+/// and the heartbeat task.
+async fn join_cluster(
+    pool: &PgPool,
+    me: &str,
+    config: &Config,
+) -> (Vec<String>, watch::Receiver<Vec<String>>, Task) {
+    let ttl = config.cluster.heartbeat_ttl;
+    let first = cluster::beat(pool, me, &hostname(), ttl)
+        .await
+        .unwrap_or_default();
+    let (tx, rx) = watch::channel(first.clone());
+    let (pool, me) = (pool.clone(), me.to_owned());
+    let task = Task::spawn(|stop| cluster::keep_membership(pool, me, hostname(), ttl, tx, stop));
+    (first, rx, task)
 }

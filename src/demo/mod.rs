@@ -1,8 +1,11 @@
 //! `mcp-healthd demo`: a local tour in one command. It uses the configured PostgreSQL server if
 //! it answers (in a database of its own, `mcp_healthd_demo`) or else starts a throwaway cluster;
-//! serves the sample registry (built into the binary from `samples/registry`, or `--samples DIR`)
-//! from loopback servers with mixed behaviours; runs the real daemon against them; and redraws the status table until
-//! Ctrl-C. Then it stops everything it started and removes what it created.
+//! serves the sample registry (built into the binary from `samples/registry`, or
+//! `--samples DIR`) from loopback servers with mixed behaviours (`services`); runs the real
+//! daemon against them; and redraws the status table until Ctrl-C. Then it stops everything it
+//! started and removes what it created.
+//!
+//! The top layer with `commands`: may import anything below it.
 
 mod postgres;
 mod services;

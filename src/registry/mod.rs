@@ -1,5 +1,7 @@
 //! The service registry as the daemon reads it: the available rows of `service_registry`,
 //! reloaded on change. `import` writes it from a directory of service files.
+//!
+//! May import: `config`, `clock`, `plan` (a row's shape and its validation), `observe`.
 
 pub mod import;
 

@@ -3,6 +3,7 @@
 
 mod clock;
 mod daemon;
+mod demo;
 mod fleet;
 mod helpers;
 mod jobs;
