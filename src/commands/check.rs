@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use serde::Serialize;
+use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::cluster::identity;
@@ -15,9 +16,10 @@ use crate::config::Config;
 use crate::pipeline::monitor::Monitor;
 use crate::pipeline::scheduler::Report;
 use crate::plan::health::Thresholds;
-use crate::plan::target::{Planned, plan_all};
+use crate::plan::target::{Planned, RegistryRow, plan_all};
 use crate::probe::{ErrorKind, Outcome, Prober};
 use crate::registry;
+use crate::store::dashboard::service_width;
 use crate::store::db;
 use crate::store::{self, FlushContext, Pending};
 
@@ -39,16 +41,40 @@ pub async fn run(
     record: bool,
 ) -> anyhow::Result<ExitCode> {
     let (pool, _) = db::open(&config.database).await?;
-    let mut rows = registry::load_available(&pool).await?;
+    let rows = select_rows(&pool, service).await?;
+    let reports = probe_all(plan_all(&rows, &config.probe), config).await?;
+    let table = table(&reports);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print_table(&table);
+    }
+    if record {
+        record_reports(&pool, config, &reports).await?;
+    }
+    pool.close().await;
+    Ok(if table.iter().all(|r| r.healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The available services, or only `service` when one is named (an error if it is not there).
+async fn select_rows(pool: &PgPool, service: Option<&str>) -> anyhow::Result<Vec<RegistryRow>> {
+    let mut rows = registry::load_available(pool).await?;
     if let Some(wanted) = service {
         rows.retain(|r| r.service_type == wanted);
         if rows.is_empty() {
             anyhow::bail!("no available service named {wanted:?} in service_registry");
         }
     }
-    let reports = probe_all(plan_all(&rows, &config.probe), config).await?;
+    Ok(rows)
+}
 
-    let table: Vec<Row> = reports
+/// One output row per report.
+fn table(reports: &[Report]) -> Vec<Row<'_>> {
+    reports
         .iter()
         .map(|r| Row {
             service_type: &r.service_type,
@@ -62,45 +88,31 @@ pub async fn run(
             error: r.check.outcome.error_message(),
             response_time_ms: r.check.latency.as_millis() as u64,
         })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&table)?);
-    } else {
-        print_table(&table);
-    }
+        .collect()
+}
 
-    if record {
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let mut monitor = Monitor::new(
-            store::load_states(&pool).await?,
-            Thresholds::from(config),
-            pending.clone(),
-        );
-        for r in &reports {
-            monitor.apply(r);
-        }
-        let batch = std::mem::take(&mut *pending.lock().expect("pending batch lock poisoned"));
-        let ctx = FlushContext {
-            uptime_window: config.uptime.window,
-            check_interval: config.probe.interval,
-            checked_by: &identity(),
-        };
-        store::flush(
-            &pool,
-            uuid::Uuid::new_v4(),
-            &batch,
-            &ctx,
-            chrono::Utc::now(),
-        )
+/// `--record`: the reports go through the daemon's state machine (from the stored states) and
+/// are written in one flush.
+async fn record_reports(pool: &PgPool, config: &Config, reports: &[Report]) -> anyhow::Result<()> {
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let mut monitor = Monitor::new(
+        store::load_states(pool).await?,
+        Thresholds::from(config),
+        pending.clone(),
+    );
+    for r in reports {
+        monitor.apply(r);
+    }
+    let batch = std::mem::take(&mut *pending.lock().expect("pending batch lock poisoned"));
+    let ctx = FlushContext {
+        uptime_window: config.uptime.window,
+        check_interval: config.probe.interval,
+        checked_by: &identity(),
+    };
+    store::flush(pool, uuid::Uuid::new_v4(), &batch, &ctx, chrono::Utc::now())
         .await
         .context("recording the results failed")?;
-    }
-    pool.close().await;
-    Ok(if table.iter().all(|r| r.healthy) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
 }
 
 /// Checks every planned service once, `probe.concurrency` at a time, in registry order.
@@ -123,12 +135,7 @@ pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result
 }
 
 fn print_table(rows: &[Row]) {
-    let width = rows
-        .iter()
-        .map(|r| r.service_type.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
+    let width = service_width(rows.iter().map(|r| r.service_type));
     println!(
         "{:<width$}  {:<7}  {:>8}  {:<40}  ERROR",
         "SERVICE", "RESULT", "LATENCY", "URL"

@@ -1,10 +1,14 @@
 //! Raw file values -> validated [`Config`]. Every check names its key; all problems in a file
-//! are reported together, so an operator fixes them in one pass.
+//! are reported together, so an operator fixes them in one pass. The larger sections are
+//! checked in `sections`; this file holds the checker, the value parsers, the one-key
+//! sections, and the way back to the file's shape (`to_raw`).
 
 use std::time::Duration;
 
 use super::raw::*;
 use super::*;
+
+mod sections;
 
 /// Collects the errors of one validation pass.
 #[derive(Default)]
@@ -84,150 +88,17 @@ pub(super) fn validate(
     database_url_env: Option<&str>,
 ) -> Result<Config, Vec<KeyError>> {
     let mut c = Checker::default();
-
-    let (url_key, url_raw) = match database_url_env {
-        Some(env) => ("DATABASE_URL", env),
-        None => ("database.url", raw.database.url.as_str()),
-    };
-    let url = DatabaseUrl::parse(url_raw).map_err(|reason| KeyError {
-        key: url_key.to_owned(),
-        reason,
-    });
-    let url = match url {
-        Ok(u) => Some(u),
-        Err(e) => {
-            c.errors.push(e);
-            None
-        }
-    };
-    let database = DatabaseConfig {
-        url: url
-            .unwrap_or_else(|| DatabaseUrl::parse("postgres://invalid/invalid").expect("literal")),
-        max_connections: c.int(
-            "database.max_connections",
-            raw.database.max_connections,
-            1,
-            1000,
-        ),
-        auto_migrate: raw.database.auto_migrate,
-        connect_timeout: c.duration("database.connect_timeout", &raw.database.connect_timeout),
-        flush_interval: c.duration("database.flush_interval", &raw.database.flush_interval),
-    };
-
-    let p = &raw.probe;
-    let probe = ProbeConfig {
-        interval: c.duration("probe.interval", &p.interval),
-        timeout: c.duration("probe.timeout", &p.timeout),
-        concurrency: c.int("probe.concurrency", p.concurrency, 1, 100_000),
-        failure_threshold: c.int("probe.failure_threshold", p.failure_threshold, 1, 1000),
-        success_threshold: c.int("probe.success_threshold", p.success_threshold, 1, 1000),
-        default_host: c.parsed("probe.default_host", host(&p.default_host)),
-        expected_status: c.parsed("probe.expected_status", p.expected_status.parse()),
-        max_body_bytes: c.int("probe.max_body_bytes", p.max_body_bytes, 0, 64 << 20),
-        follow_redirects: c.int("probe.follow_redirects", p.follow_redirects, 0, 20),
-        degraded_after: c.duration("probe.degraded_after", &p.degraded_after),
-    };
-    let timing_valid = !c
-        .errors
-        .iter()
-        .any(|e| e.key == "probe.interval" || e.key == "probe.timeout");
-    if timing_valid && probe.timeout > probe.interval {
-        c.fail(
-            "probe.timeout",
-            format!(
-                "must not exceed probe.interval ({} > {}): a check would still run when the next is due",
-                format_duration(probe.timeout),
-                format_duration(probe.interval)
-            ),
-        );
-    }
-
+    // Section by section, in the file's order, so the errors are listed in that order too.
+    let database = sections::database(&mut c, &raw.database, database_url_env);
+    let probe = sections::probe(&mut c, &raw.probe);
     let registry = RegistryConfig {
         refresh_interval: c.duration("registry.refresh_interval", &raw.registry.refresh_interval),
     };
-    let uptime = UptimeConfig {
-        window: c.duration("uptime.window", &raw.uptime.window),
-        retain: c.duration("uptime.retain", &raw.uptime.retain),
-    };
-    if uptime.window < Duration::from_secs(3600) {
-        c.fail(
-            "uptime.window",
-            "must be at least 1h: uptime is computed from hourly rollups",
-        );
-    }
-    if uptime.retain < uptime.window {
-        c.fail(
-            "uptime.retain",
-            "must be at least uptime.window: the window's rollups would be pruned",
-        );
-    }
+    let uptime = sections::uptime(&mut c, &raw.uptime);
     let alerts = AlertsConfig {
         reminder_interval: c.duration("alerts.reminder_interval", &raw.alerts.reminder_interval),
     };
-
-    let j = &raw.jobs;
-    let retention = &j.analytics_retention;
-    let jobs = JobsConfig {
-        lease_ttl: c.duration("jobs.lease_ttl", &j.lease_ttl),
-        analytics_retention: AnalyticsRetentionConfig {
-            schedule: c.cron("jobs.analytics_retention.schedule", &retention.schedule),
-            retain: c.duration("jobs.analytics_retention.retain", &retention.retain),
-            lock_timeout: c.duration(
-                "jobs.analytics_retention.lock_timeout",
-                &retention.lock_timeout,
-            ),
-            attempts: c.int(
-                "jobs.analytics_retention.attempts",
-                retention.attempts,
-                1,
-                100,
-            ),
-            batch_size: c.int(
-                "jobs.analytics_retention.batch_size",
-                retention.batch_size,
-                1,
-                1_000_000,
-            ),
-        },
-        partition_maintenance: PartitionMaintenanceConfig {
-            schedule: c.cron(
-                "jobs.partition_maintenance.schedule",
-                &j.partition_maintenance.schedule,
-            ),
-            premake_months: c.int(
-                "jobs.partition_maintenance.premake_months",
-                j.partition_maintenance.premake_months,
-                0,
-                36,
-            ),
-        },
-        validation_cache_cleanup: CacheCleanupConfig {
-            schedule: c.cron(
-                "jobs.validation_cache_cleanup.schedule",
-                &j.validation_cache_cleanup.schedule,
-            ),
-            batch_size: c.int(
-                "jobs.validation_cache_cleanup.batch_size",
-                j.validation_cache_cleanup.batch_size,
-                1,
-                1_000_000,
-            ),
-        },
-        housekeeping: HousekeepingConfig {
-            schedule: c.cron("jobs.housekeeping.schedule", &j.housekeeping.schedule),
-            run_history_retain: c.duration(
-                "jobs.housekeeping.run_history_retain",
-                &j.housekeeping.run_history_retain,
-            ),
-        },
-    };
-    if jobs.lease_ttl < Duration::from_secs(1) {
-        c.fail(
-            "jobs.lease_ttl",
-            "must be at least 1s: the lease is renewed every third of it",
-        );
-    }
-
+    let jobs = sections::jobs(&mut c, &raw.jobs);
     let log = LogConfig {
         format: c.parsed("log.format", raw.log.format.parse()),
         level: c.parsed("log.level", log_level(&raw.log.level)),
@@ -238,17 +109,7 @@ pub(super) fn validate(
     let daemon = DaemonConfig {
         shutdown_grace: c.duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace),
     };
-
-    let cluster = ClusterConfig {
-        heartbeat_ttl: c.duration("cluster.heartbeat_ttl", &raw.cluster.heartbeat_ttl),
-    };
-    if cluster.heartbeat_ttl < Duration::from_secs(1) {
-        c.fail(
-            "cluster.heartbeat_ttl",
-            "must be at least 1s: the heartbeat is renewed every third of it",
-        );
-    }
-
+    let cluster = sections::cluster(&mut c, &raw.cluster);
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -328,25 +189,8 @@ pub(super) fn format_duration(d: Duration) -> String {
 pub(super) fn to_raw(c: &Config) -> RawConfig {
     let d = format_duration;
     RawConfig {
-        database: RawDatabase {
-            url: c.database.url.to_string(),
-            max_connections: c.database.max_connections.into(),
-            auto_migrate: c.database.auto_migrate,
-            connect_timeout: d(c.database.connect_timeout),
-            flush_interval: d(c.database.flush_interval),
-        },
-        probe: RawProbe {
-            interval: d(c.probe.interval),
-            timeout: d(c.probe.timeout),
-            concurrency: c.probe.concurrency as i64,
-            failure_threshold: c.probe.failure_threshold.into(),
-            success_threshold: c.probe.success_threshold.into(),
-            default_host: c.probe.default_host.clone(),
-            expected_status: c.probe.expected_status.to_string(),
-            max_body_bytes: c.probe.max_body_bytes as i64,
-            follow_redirects: c.probe.follow_redirects.into(),
-            degraded_after: d(c.probe.degraded_after),
-        },
+        database: raw_database(&c.database),
+        probe: raw_probe(&c.probe),
         registry: RawRegistry {
             refresh_interval: d(c.registry.refresh_interval),
         },
@@ -357,28 +201,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         alerts: RawAlerts {
             reminder_interval: d(c.alerts.reminder_interval),
         },
-        jobs: RawJobs {
-            lease_ttl: d(c.jobs.lease_ttl),
-            analytics_retention: RawAnalyticsRetention {
-                schedule: c.jobs.analytics_retention.schedule.to_string(),
-                retain: d(c.jobs.analytics_retention.retain),
-                lock_timeout: d(c.jobs.analytics_retention.lock_timeout),
-                attempts: c.jobs.analytics_retention.attempts.into(),
-                batch_size: c.jobs.analytics_retention.batch_size.into(),
-            },
-            partition_maintenance: RawPartitionMaintenance {
-                schedule: c.jobs.partition_maintenance.schedule.to_string(),
-                premake_months: c.jobs.partition_maintenance.premake_months.into(),
-            },
-            validation_cache_cleanup: RawCacheCleanup {
-                schedule: c.jobs.validation_cache_cleanup.schedule.to_string(),
-                batch_size: c.jobs.validation_cache_cleanup.batch_size.into(),
-            },
-            housekeeping: RawHousekeeping {
-                schedule: c.jobs.housekeeping.schedule.to_string(),
-                run_history_retain: d(c.jobs.housekeeping.run_history_retain),
-            },
-        },
+        jobs: raw_jobs(&c.jobs),
         log: RawLog {
             format: c.log.format.to_string(),
             level: c.log.level.clone(),
@@ -391,6 +214,59 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         },
         cluster: RawCluster {
             heartbeat_ttl: d(c.cluster.heartbeat_ttl),
+        },
+    }
+}
+
+fn raw_database(c: &DatabaseConfig) -> RawDatabase {
+    let d = format_duration;
+    RawDatabase {
+        url: c.url.to_string(),
+        max_connections: c.max_connections.into(),
+        auto_migrate: c.auto_migrate,
+        connect_timeout: d(c.connect_timeout),
+        flush_interval: d(c.flush_interval),
+    }
+}
+
+fn raw_probe(c: &ProbeConfig) -> RawProbe {
+    let d = format_duration;
+    RawProbe {
+        interval: d(c.interval),
+        timeout: d(c.timeout),
+        concurrency: c.concurrency as i64,
+        failure_threshold: c.failure_threshold.into(),
+        success_threshold: c.success_threshold.into(),
+        default_host: c.default_host.clone(),
+        expected_status: c.expected_status.to_string(),
+        max_body_bytes: c.max_body_bytes as i64,
+        follow_redirects: c.follow_redirects.into(),
+        degraded_after: d(c.degraded_after),
+    }
+}
+
+fn raw_jobs(c: &JobsConfig) -> RawJobs {
+    let d = format_duration;
+    RawJobs {
+        lease_ttl: d(c.lease_ttl),
+        analytics_retention: RawAnalyticsRetention {
+            schedule: c.analytics_retention.schedule.to_string(),
+            retain: d(c.analytics_retention.retain),
+            lock_timeout: d(c.analytics_retention.lock_timeout),
+            attempts: c.analytics_retention.attempts.into(),
+            batch_size: c.analytics_retention.batch_size.into(),
+        },
+        partition_maintenance: RawPartitionMaintenance {
+            schedule: c.partition_maintenance.schedule.to_string(),
+            premake_months: c.partition_maintenance.premake_months.into(),
+        },
+        validation_cache_cleanup: RawCacheCleanup {
+            schedule: c.validation_cache_cleanup.schedule.to_string(),
+            batch_size: c.validation_cache_cleanup.batch_size.into(),
+        },
+        housekeeping: RawHousekeeping {
+            schedule: c.housekeeping.schedule.to_string(),
+            run_history_retain: d(c.housekeeping.run_history_retain),
         },
     }
 }

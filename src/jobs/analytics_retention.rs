@@ -34,21 +34,9 @@ pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
         done.add(rows);
     }
     // Strays in the default partition: bounded batches, each its own short transaction.
-    loop {
-        let mut tx = ctx.pool.begin().await?;
-        ctx.fence.check(&mut tx).await?;
-        let deleted: i64 =
-            sqlx::query_scalar("SELECT usage_analytics_delete_default_before($1, $2)")
-                .bind(cutoff)
-                .bind(i32::try_from(config.batch_size).unwrap_or(i32::MAX))
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        if deleted == 0 {
-            return Ok(());
-        }
-        done.add(deleted as u64);
-    }
+    let batch = i32::try_from(config.batch_size).unwrap_or(i32::MAX);
+    let strays = "SELECT usage_analytics_delete_default_before($1, $2)";
+    super::delete_in_batches(ctx, done, strays, cutoff, batch).await
 }
 
 /// Drops one partition under a short `lock_timeout`, retrying a few times when the lock is busy.

@@ -14,37 +14,32 @@ pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
     let runs_before = now - TimeDelta::from_std(ctx.config.jobs.housekeeping.run_history_retain)?;
     let statements = [
         (
-            "DELETE FROM service_health_rollups WHERE ctid = ANY (ARRAY(
-                 SELECT ctid FROM service_health_rollups WHERE hour < $1 LIMIT $2))",
+            "WITH gone AS (
+                 DELETE FROM service_health_rollups WHERE ctid = ANY (ARRAY(
+                     SELECT ctid FROM service_health_rollups WHERE hour < $1 LIMIT $2))
+                 RETURNING 1)
+             SELECT count(*) FROM gone",
             rollups_before,
         ),
         (
-            "DELETE FROM maintenance_job_runs WHERE ctid = ANY (ARRAY(
-                 SELECT ctid FROM maintenance_job_runs WHERE started_at < $1 AND status <> 'running' LIMIT $2))",
+            "WITH gone AS (
+                 DELETE FROM maintenance_job_runs WHERE ctid = ANY (ARRAY(
+                     SELECT ctid FROM maintenance_job_runs WHERE started_at < $1 AND status <> 'running' LIMIT $2))
+                 RETURNING 1)
+             SELECT count(*) FROM gone",
             runs_before,
         ),
         (
-            "DELETE FROM service_health_flushes WHERE ctid = ANY (ARRAY(
-                 SELECT ctid FROM service_health_flushes WHERE flushed_at < $1 LIMIT $2))",
+            "WITH gone AS (
+                 DELETE FROM service_health_flushes WHERE ctid = ANY (ARRAY(
+                     SELECT ctid FROM service_health_flushes WHERE flushed_at < $1 LIMIT $2))
+                 RETURNING 1)
+             SELECT count(*) FROM gone",
             now - TimeDelta::days(2),
         ),
     ];
     for (sql, before) in statements {
-        loop {
-            let mut tx = ctx.pool.begin().await?;
-            ctx.fence.check(&mut tx).await?;
-            let deleted = sqlx::query(sql)
-                .bind(before)
-                .bind(BATCH)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            if deleted == 0 {
-                break;
-            }
-            done.add(deleted);
-        }
+        super::delete_in_batches(ctx, done, sql, before, BATCH).await?;
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ mod validation_cache_cleanup;
 use std::fmt;
 use std::time::Instant;
 
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -129,21 +131,25 @@ pub async fn run(
     trigger: Trigger,
     holder: &str,
 ) -> anyhow::Result<RunOutcome> {
-    let name = job.as_str();
     let mut lock_conn = ctx.pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(job.lock_key())
-        .fetch_one(&mut *lock_conn)
-        .await?;
-    if !locked {
-        let why = "skipped: the previous run is still in progress";
-        runs::skipped(ctx.pool, name, trigger, holder, why).await?;
-        metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "skipped")
-            .increment(1);
-        tracing::warn!(event = "job_skipped", job = name, reason = why);
-        return Ok(RunOutcome::Skipped);
+    if !try_lock(job, &mut lock_conn).await? {
+        return skipped(ctx, job.as_str(), trigger, holder).await;
     }
     let result = run_locked(job, ctx, trigger, holder).await;
+    unlock(job, lock_conn).await;
+    result
+}
+
+/// Takes the job's run lock on `conn`, without waiting; `false` when another run holds it.
+async fn try_lock(job: JobName, conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(job.lock_key())
+        .fetch_one(conn)
+        .await
+}
+
+/// Releases the run lock taken on `lock_conn`.
+async fn unlock(job: JobName, mut lock_conn: PoolConnection<Postgres>) {
     let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
         .bind(job.lock_key())
         .fetch_one(&mut *lock_conn)
@@ -152,7 +158,21 @@ pub async fn run(
         // Never hand a connection that still holds the lock back to the pool.
         let _ = lock_conn.detach();
     }
-    result
+}
+
+/// Records and logs a run that found the previous one still going.
+async fn skipped(
+    ctx: &JobContext<'_>,
+    name: &'static str,
+    trigger: Trigger,
+    holder: &str,
+) -> anyhow::Result<RunOutcome> {
+    let why = "skipped: the previous run is still in progress";
+    runs::skipped(ctx.pool, name, trigger, holder, why).await?;
+    metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "skipped")
+        .increment(1);
+    tracing::warn!(event = "job_skipped", job = name, reason = why);
+    Ok(RunOutcome::Skipped)
 }
 
 async fn run_locked(
@@ -169,44 +189,93 @@ async fn run_locked(
     let result = execute(job, ctx, &mut done).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(()) => {
-            runs::finish(ctx.pool, id, done.rows_affected, done.batches, None).await?;
-            metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "succeeded")
-                .increment(1);
-            metrics::gauge!(crate::observe::metrics::JOB_LAST_SUCCESS, "job" => name)
-                .set(chrono::Utc::now().timestamp() as f64);
-            tracing::info!(
-                event = "job_finished",
-                job = name,
-                rows_affected = done.rows_affected,
-                batches = done.batches,
-                duration_ms,
-                "maintenance job finished"
-            );
-            Ok(RunOutcome::Finished(done))
-        }
-        Err(error) => {
-            let message = format!("{error:#}");
-            metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "failed")
-                .increment(1);
-            runs::finish(
-                ctx.pool,
-                id,
-                done.rows_affected,
-                done.batches,
-                Some(&message),
-            )
+        Ok(()) => finished(ctx, name, id, done, duration_ms).await,
+        Err(error) => failed(ctx, name, id, done, error, duration_ms).await,
+    }
+}
+
+/// Completes the run record of a run that succeeded, and logs `job_finished`.
+async fn finished(
+    ctx: &JobContext<'_>,
+    name: &'static str,
+    id: i64,
+    done: Done,
+    duration_ms: u64,
+) -> anyhow::Result<RunOutcome> {
+    runs::finish(ctx.pool, id, done.rows_affected, done.batches, None).await?;
+    metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "succeeded")
+        .increment(1);
+    metrics::gauge!(crate::observe::metrics::JOB_LAST_SUCCESS, "job" => name)
+        .set(chrono::Utc::now().timestamp() as f64);
+    tracing::info!(
+        event = "job_finished",
+        job = name,
+        rows_affected = done.rows_affected,
+        batches = done.batches,
+        duration_ms,
+        "maintenance job finished"
+    );
+    Ok(RunOutcome::Finished(done))
+}
+
+/// Completes the run record of a run that failed, with its error, and logs `job_failed`.
+async fn failed(
+    ctx: &JobContext<'_>,
+    name: &'static str,
+    id: i64,
+    done: Done,
+    error: anyhow::Error,
+    duration_ms: u64,
+) -> anyhow::Result<RunOutcome> {
+    let message = format!("{error:#}");
+    metrics::counter!(crate::observe::metrics::JOB_RUNS, "job" => name, "status" => "failed")
+        .increment(1);
+    runs::finish(
+        ctx.pool,
+        id,
+        done.rows_affected,
+        done.batches,
+        Some(&message),
+    )
+    .await?;
+    tracing::error!(
+        event = "job_failed",
+        job = name,
+        error = %message,
+        rows_affected = done.rows_affected,
+        batches = done.batches,
+        duration_ms,
+        "maintenance job failed"
+    );
+    Ok(RunOutcome::Failed(Failed { done, error }))
+}
+
+/// Deletes in bounded batches until a batch finds nothing: each batch in its own transaction,
+/// after the lease check, so no lock is held longer than one batch. `sql` takes the cut-off as
+/// `$1` and the batch size as `$2`, and returns how many rows it deleted (one `bigint`); each
+/// batch that deleted rows is counted in `done`.
+async fn delete_in_batches<B>(
+    ctx: &JobContext<'_>,
+    done: &mut Done,
+    sql: &'static str,
+    before: DateTime<Utc>,
+    batch: B,
+) -> anyhow::Result<()>
+where
+    B: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Copy + Send + 'static,
+{
+    loop {
+        let mut tx = ctx.pool.begin().await?;
+        ctx.fence.check(&mut tx).await?;
+        let deleted: i64 = sqlx::query_scalar(sql)
+            .bind(before)
+            .bind(batch)
+            .fetch_one(&mut *tx)
             .await?;
-            tracing::error!(
-                event = "job_failed",
-                job = name,
-                error = %message,
-                rows_affected = done.rows_affected,
-                batches = done.batches,
-                duration_ms,
-                "maintenance job failed"
-            );
-            Ok(RunOutcome::Failed(Failed { done, error }))
+        tx.commit().await?;
+        if deleted == 0 {
+            return Ok(());
         }
+        done.add(deleted as u64);
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -18,6 +18,7 @@ use super::lease::{self, Fence};
 use super::{JobContext, JobName, Trigger};
 use crate::clock::{Renewal, SystemClock};
 use crate::config::Config;
+use crate::config::cron::CronSchedule;
 
 /// Shared between the lease task and the cron callbacks: the epoch of our lease, 0 if none.
 #[derive(Debug, Default)]
@@ -50,56 +51,72 @@ pub async fn start(
         leadership.clone(),
         stop.clone(),
     ));
-    let runs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let shared = Shared {
+        pool,
+        config,
+        holder,
+        leadership,
+        runs: Arc::new(tokio::sync::Mutex::new(JoinSet::new())),
+    };
     let scheduler = JobScheduler::new().await?;
     for job in JobName::ALL {
-        let schedule = job.schedule(&config).clone();
-        let (pool, config, holder, leadership, runs) = (
-            pool.clone(),
-            config.clone(),
-            holder.clone(),
-            leadership.clone(),
-            runs.clone(),
-        );
-        let text = schedule.as_str().to_owned();
-        let cron_job = Job::new_async(text, move |_, _| {
-            let (pool, config, holder, leadership, runs, schedule) = (
-                pool.clone(),
-                config.clone(),
-                holder.clone(),
-                leadership.clone(),
-                runs.clone(),
-                schedule.clone(),
-            );
-            Box::pin(async move {
-                let Some(epoch) = leadership.epoch() else {
-                    return;
-                };
-                let now = Utc::now();
-                let due = schedule.latest_at_or_before(now).unwrap_or(now);
-                runs.lock().await.spawn(async move {
-                    let ctx = JobContext {
-                        pool: &pool,
-                        config: &config,
-                        clock: &SystemClock,
-                        fence: Fence::Lease { holder: holder.clone(), epoch },
-                    };
-                    if let Err(e) = super::run(job, &ctx, Trigger::Schedule(due), &holder).await {
-                        tracing::error!(event = "job_failed", job = job.as_str(), error = %format!("{e:#}"),
-                                        "could not record the run");
-                    }
-                });
-            })
-        })?;
-        scheduler.add(cron_job).await?;
+        scheduler.add(cron_job(job, shared.clone())?).await?;
     }
     scheduler.start().await?;
     Ok(JobScheduling {
         scheduler,
         lease_task,
-        runs,
+        runs: shared.runs,
         stop,
     })
+}
+
+/// What every cron callback works with.
+#[derive(Clone)]
+struct Shared {
+    pool: PgPool,
+    config: Arc<Config>,
+    holder: String,
+    leadership: Arc<Leadership>,
+    runs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+/// The cron entry of one job, on the job's schedule.
+fn cron_job(job: JobName, shared: Shared) -> anyhow::Result<Job> {
+    let schedule = job.schedule(&shared.config).clone();
+    let text = schedule.as_str().to_owned();
+    let cron_job = Job::new_async(text, move |_, _| {
+        Box::pin(on_tick(job, shared.clone(), schedule.clone()))
+    })?;
+    Ok(cron_job)
+}
+
+/// One firing of `job`'s schedule: on the leader, spawns the run, due at the firing time.
+async fn on_tick(job: JobName, shared: Shared, schedule: CronSchedule) {
+    let Some(epoch) = shared.leadership.epoch() else {
+        return;
+    };
+    let now = Utc::now();
+    let due = schedule.latest_at_or_before(now).unwrap_or(now);
+    let runs = shared.runs.clone();
+    runs.lock().await.spawn(run_due(job, shared, epoch, due));
+}
+
+/// Runs `job` under the lease of `epoch`, as due at `due`.
+async fn run_due(job: JobName, shared: Shared, epoch: i64, due: DateTime<Utc>) {
+    let ctx = JobContext {
+        pool: &shared.pool,
+        config: &shared.config,
+        clock: &SystemClock,
+        fence: Fence::Lease {
+            holder: shared.holder.clone(),
+            epoch,
+        },
+    };
+    if let Err(e) = super::run(job, &ctx, Trigger::Schedule(due), &shared.holder).await {
+        tracing::error!(event = "job_failed", job = job.as_str(), error = %format!("{e:#}"),
+                        "could not record the run");
+    }
 }
 
 impl JobScheduling {

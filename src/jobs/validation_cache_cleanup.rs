@@ -7,24 +7,18 @@ use super::{Done, JobContext};
 pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
     let now = ctx.clock.now();
     let batch = i64::from(ctx.config.jobs.validation_cache_cleanup.batch_size);
-    loop {
-        let mut tx = ctx.pool.begin().await?;
-        ctx.fence.check(&mut tx).await?;
-        let deleted = sqlx::query(
-            "DELETE FROM api_key_validation_cache
+    super::delete_in_batches(
+        ctx,
+        done,
+        "WITH gone AS (
+             DELETE FROM api_key_validation_cache
               WHERE ctid = ANY (ARRAY(SELECT ctid FROM api_key_validation_cache
                                        WHERE expires_at < $1
-                                       LIMIT $2 FOR UPDATE SKIP LOCKED))",
-        )
-        .bind(now)
-        .bind(batch)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if deleted == 0 {
-            return Ok(());
-        }
-        done.add(deleted);
-    }
+                                       LIMIT $2 FOR UPDATE SKIP LOCKED))
+             RETURNING 1)
+         SELECT count(*) FROM gone",
+        now,
+        batch,
+    )
+    .await
 }

@@ -38,6 +38,29 @@ struct Outage {
     failed: Option<(uuid::Uuid, Pending)>,
 }
 
+impl Outage {
+    /// After a failed write: keeps `batch` under `id` for the retry, schedules the retry with
+    /// backoff, and logs `db_unavailable` once per outage.
+    fn write_failed(&mut self, e: &sqlx::Error, id: uuid::Uuid, batch: Pending) {
+        metrics::counter!(DB_ERRORS).increment(1);
+        let checks = batch.checks();
+        self.failed = Some((id, batch));
+        let backoff = self
+            .backoff
+            .get_or_insert_with(|| Backoff::new(Duration::from_secs(5)));
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            tracing::error!(
+                event = "db_unavailable",
+                error = %e,
+                checks_pending = checks,
+                "cannot write results; keeping them in memory and retrying"
+            );
+        }
+        self.retry_at = Some(Instant::now() + backoff.next_delay());
+    }
+}
+
 impl Writer {
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().expect("pending batch lock poisoned"))
@@ -49,70 +72,69 @@ impl Writer {
         if outage.retry_at.is_some_and(|t| Instant::now() < t) {
             return true;
         }
-        let (id, batch) = match outage.failed.take() {
-            Some(failed) => failed,
-            None => {
-                let batch = self.take();
-                if batch.is_empty() {
-                    return false;
-                }
-                (uuid::Uuid::new_v4(), batch)
-            }
+        let Some((id, batch)) = self.next_batch(outage) else {
+            return false;
         };
-        let (uptime_window, check_interval) = {
-            let config = self.config.borrow();
-            (config.uptime.window, config.probe.interval)
-        };
-        let ctx = FlushContext {
-            uptime_window,
-            check_interval,
-            checked_by: &self.checked_by,
-        };
+        let ctx = self.flush_context();
         let started = Instant::now();
         let result = store::flush(&self.pool, id, &batch, &ctx, Utc::now()).await;
         self.stats
             .db_ok
             .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
         match result {
-            Ok(()) => {
-                metrics::histogram!(FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-                self.stats.flushed();
-                tracing::debug!(
-                    services = batch.status.len(),
-                    checks = batch.checks(),
-                    flush_ms = started.elapsed().as_millis() as u64,
-                    "flushed"
-                );
-                if let Some(since) = outage.since.take() {
-                    tracing::info!(
-                        event = "db_recovered",
-                        down_for_s = since.elapsed().as_secs(),
-                        checks_written = batch.checks(),
-                        "database reachable again; results kept during the outage are written"
-                    );
-                }
-                *outage = Outage::default();
-            }
-            Err(e) => {
-                metrics::counter!(DB_ERRORS).increment(1);
-                let checks = batch.checks();
-                outage.failed = Some((id, batch));
-                let backoff = outage
-                    .backoff
-                    .get_or_insert_with(|| Backoff::new(Duration::from_secs(5)));
-                if outage.since.is_none() {
-                    outage.since = Some(Instant::now());
-                    tracing::error!(
-                        event = "db_unavailable",
-                        error = %e,
-                        checks_pending = checks,
-                        "cannot write results; keeping them in memory and retrying"
-                    );
-                }
-                outage.retry_at = Some(Instant::now() + backoff.next_delay());
-            }
+            Ok(()) => self.written(&batch, started, outage),
+            Err(e) => outage.write_failed(&e, id, batch),
         }
         true
+    }
+
+    /// The failed batch, under its id, if there is one; else the pending results under a new
+    /// id; `None` when there is nothing to write.
+    fn next_batch(&self, outage: &mut Outage) -> Option<(uuid::Uuid, Pending)> {
+        match outage.failed.take() {
+            Some(failed) => Some(failed),
+            None => {
+                let batch = self.take();
+                if batch.is_empty() {
+                    return None;
+                }
+                Some((uuid::Uuid::new_v4(), batch))
+            }
+        }
+    }
+
+    /// The current configuration's uptime window and check interval.
+    fn flush_context(&self) -> FlushContext<'_> {
+        let (uptime_window, check_interval) = {
+            let config = self.config.borrow();
+            (config.uptime.window, config.probe.interval)
+        };
+        FlushContext {
+            uptime_window,
+            check_interval,
+            checked_by: &self.checked_by,
+        }
+    }
+
+    /// After a successful write: metrics, and `db_recovered` if it ends an outage.
+    fn written(&self, batch: &Pending, started: Instant, outage: &mut Outage) {
+        metrics::histogram!(FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        self.stats.flushed();
+        tracing::debug!(
+            services = batch.status.len(),
+            checks = batch.checks(),
+            flush_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
+        if let Some(since) = outage.since.take() {
+            tracing::info!(
+                event = "db_recovered",
+                down_for_s = since.elapsed().as_secs(),
+                checks_written = batch.checks(),
+                "database reachable again; results kept during the outage are written"
+            );
+        }
+        *outage = Outage::default();
     }
 
     /// Flushes every `flush_interval` until `stop`, then once more (the final flush).

@@ -145,18 +145,27 @@ fn host_for_url(host: &str) -> String {
 }
 
 fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
-    let endpoint = &row.health_check_endpoint;
-    if !endpoint.starts_with('/') {
-        return Err(format!(
-            "health_check_endpoint {endpoint:?} must start with '/'"
-        ));
-    }
-    if endpoint.len() > MAX_ENDPOINT_LEN {
-        return Err(format!(
-            "health_check_endpoint is {} bytes long (max {MAX_ENDPOINT_LEN})",
-            endpoint.len()
-        ));
-    }
+    let url = target_url(row, probe)?;
+    let overrides = overrides(&row.service_config.0)?;
+    let timeout = timeout(overrides.timeout.as_deref(), probe)?;
+    let expected_status = expected_status(overrides.expected_status.as_deref(), probe)?;
+    let method = method(overrides.method.as_deref())?;
+    let headers = headers(overrides.headers.unwrap_or_default())?;
+    check_body_contains(overrides.body_contains.as_deref(), method)?;
+    Ok(Target {
+        service_type: row.service_type.clone(),
+        url,
+        method,
+        timeout,
+        expected_status,
+        headers,
+        body_contains: overrides.body_contains,
+    })
+}
+
+/// The URL to probe: the endpoint on the row's base URL, or on the default host at its port.
+fn target_url(row: &RegistryRow, probe: &ProbeConfig) -> Result<url::Url, String> {
+    check_endpoint(&row.health_check_endpoint)?;
     let base = row
         .base_url
         .as_deref()
@@ -173,6 +182,27 @@ fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
         ));
     }
     let url = url::Url::parse(&text).map_err(|e| format!("URL {text:?} does not parse ({e})"))?;
+    check_url(&url, &text)?;
+    Ok(url)
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    if !endpoint.starts_with('/') {
+        return Err(format!(
+            "health_check_endpoint {endpoint:?} must start with '/'"
+        ));
+    }
+    if endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "health_check_endpoint is {} bytes long (max {MAX_ENDPOINT_LEN})",
+            endpoint.len()
+        ));
+    }
+    Ok(())
+}
+
+/// An http(s) URL with a host and no credentials; `text` is the URL as the row wrote it.
+fn check_url(url: &url::Url, text: &str) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "URL scheme must be http or https, not {:?}",
@@ -187,44 +217,51 @@ fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
             "credentials in base_url are not allowed; use service_config.health.headers".into(),
         );
     }
+    Ok(())
+}
 
-    let overrides = overrides(&row.service_config.0)?;
-    let timeout = match overrides.timeout.as_deref() {
-        Some(raw) => {
-            let d = humantime::parse_duration(raw)
-                .map_err(|e| format!("health.timeout: invalid duration {raw:?} ({e})"))?;
-            if d.is_zero() || d > probe.interval {
-                return Err(format!(
-                    "health.timeout must be above zero and at most probe.interval, not {raw:?}"
-                ));
-            }
-            d
-        }
-        None => probe.timeout,
+/// `health.timeout`, else `probe.timeout`.
+fn timeout(raw: Option<&str>, probe: &ProbeConfig) -> Result<Duration, String> {
+    let Some(raw) = raw else {
+        return Ok(probe.timeout);
     };
-    let expected_status = match overrides.expected_status.as_deref() {
+    let d = humantime::parse_duration(raw)
+        .map_err(|e| format!("health.timeout: invalid duration {raw:?} ({e})"))?;
+    if d.is_zero() || d > probe.interval {
+        return Err(format!(
+            "health.timeout must be above zero and at most probe.interval, not {raw:?}"
+        ));
+    }
+    Ok(d)
+}
+
+/// `health.expected_status`, else `probe.expected_status`.
+fn expected_status(raw: Option<&str>, probe: &ProbeConfig) -> Result<StatusSet, String> {
+    match raw {
         Some(raw) => raw
             .parse()
-            .map_err(|e| format!("health.expected_status: {e}"))?,
-        None => probe.expected_status.clone(),
-    };
-    let method = match overrides
-        .method
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("GET") => Method::Get,
-        Some("HEAD") => Method::Head,
-        Some("POST") => Method::Post,
-        Some(other) => {
-            return Err(format!(
-                "health.method must be GET, HEAD or POST, not {other:?}"
-            ));
-        }
-    };
-    let headers: Vec<(String, String)> =
-        overrides.headers.unwrap_or_default().into_iter().collect();
+            .map_err(|e| format!("health.expected_status: {e}")),
+        None => Ok(probe.expected_status.clone()),
+    }
+}
+
+/// `health.method`, any case; GET when absent.
+fn method(raw: Option<&str>) -> Result<Method, String> {
+    match raw.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("GET") => Ok(Method::Get),
+        Some("HEAD") => Ok(Method::Head),
+        Some("POST") => Ok(Method::Post),
+        Some(other) => Err(format!(
+            "health.method must be GET, HEAD or POST, not {other:?}"
+        )),
+    }
+}
+
+/// `health.headers`: at most [`MAX_HEADERS`], each a valid header name and value.
+fn headers(
+    headers: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let headers: Vec<(String, String)> = headers.into_iter().collect();
     if headers.len() > MAX_HEADERS {
         return Err(format!(
             "health.headers has {} entries (max {MAX_HEADERS})",
@@ -238,25 +275,23 @@ fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
             format!("health.headers: the value of {name:?} is not a valid header value")
         })?;
     }
-    if let Some(needle) = &overrides.body_contains {
-        if needle.is_empty() || needle.len() > MAX_BODY_CONTAINS {
-            return Err(format!(
-                "health.body_contains must be 1-{MAX_BODY_CONTAINS} bytes"
-            ));
-        }
-        if method == Method::Head {
-            return Err("health.body_contains cannot be checked with method HEAD".into());
-        }
+    Ok(headers)
+}
+
+/// `health.body_contains`: 1 to [`MAX_BODY_CONTAINS`] bytes, and a method that has a body.
+fn check_body_contains(needle: Option<&str>, method: Method) -> Result<(), String> {
+    let Some(needle) = needle else {
+        return Ok(());
+    };
+    if needle.is_empty() || needle.len() > MAX_BODY_CONTAINS {
+        return Err(format!(
+            "health.body_contains must be 1-{MAX_BODY_CONTAINS} bytes"
+        ));
     }
-    Ok(Target {
-        service_type: row.service_type.clone(),
-        url,
-        method,
-        timeout,
-        expected_status,
-        headers,
-        body_contains: overrides.body_contains,
-    })
+    if method == Method::Head {
+        return Err("health.body_contains cannot be checked with method HEAD".into());
+    }
+    Ok(())
 }
 
 fn overrides(service_config: &serde_json::Value) -> Result<HealthOverrides, String> {
@@ -316,25 +351,23 @@ mod tests {
     #[test]
     fn urls_follow_the_design() {
         let cases = [
+            (49160, None, "/health", "http://127.0.0.1:49160/health"),
             (
-                row(49160, None, "/health", json!({})),
-                "http://127.0.0.1:49160/health",
-            ),
-            (
-                row(1, Some("https://figma.internal/"), "/healthz", json!({})),
+                1,
+                Some("https://figma.internal/"),
+                "/healthz",
                 "https://figma.internal/healthz",
             ),
             (
-                row(1, Some("http://10.0.0.5:8080/api/"), "/health", json!({})),
+                1,
+                Some("http://10.0.0.5:8080/api/"),
+                "/health",
                 "http://10.0.0.5:8080/api/health",
             ),
-            (
-                row(0, Some("http://h:81"), "/h?deep=1", json!({})),
-                "http://h:81/h?deep=1",
-            ),
+            (0, Some("http://h:81"), "/h?deep=1", "http://h:81/h?deep=1"),
         ];
-        for (r, want) in cases {
-            assert_eq!(url_of(&r), want);
+        for (port, base_url, endpoint, want) in cases {
+            assert_eq!(url_of(&row(port, base_url, endpoint, json!({}))), want);
         }
     }
 

@@ -173,6 +173,22 @@ impl Prober {
     }
 
     async fn exchange(&self, target: &Target) -> Outcome {
+        let mut response = match self.request(target).send().await {
+            Ok(r) => r,
+            Err(e) => return classify(&e),
+        };
+        // Read (at most max_body_bytes of) the body: a check is over when its body is.
+        let mut body = Vec::new();
+        if target.method != Method::Head
+            && let Err(e) = self.read_body(&mut response, &mut body).await
+        {
+            return classify(&e);
+        }
+        judge(target, &response, &body)
+    }
+
+    /// The target's request, with its extra headers.
+    fn request(&self, target: &Target) -> reqwest::RequestBuilder {
         let method = match target.method {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,
@@ -182,61 +198,61 @@ impl Prober {
         for (name, value) in &target.headers {
             request = request.header(name, value);
         }
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return classify(&e),
-        };
-        let status = response.status().as_u16();
-        // Read (at most max_body_bytes of) the body: a check is over when its body is.
-        let mut body = Vec::new();
-        if target.method != Method::Head {
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = self.max_body_bytes.saturating_sub(body.len());
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        if body.len() >= self.max_body_bytes {
-                            break; // dropping the response closes the connection
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return classify(&e),
-                }
+        request
+    }
+
+    /// Reads the body into `body` until it ends or `max_body_bytes` are read.
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        body: &mut Vec<u8>,
+    ) -> reqwest::Result<()> {
+        while let Some(chunk) = response.chunk().await? {
+            let room = self.max_body_bytes.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= self.max_body_bytes {
+                break; // dropping the response closes the connection
             }
         }
-        if !target.expected_status.contains(status) {
-            let kind = if (300..400).contains(&status) {
-                ErrorKind::Redirect
-            } else {
-                ErrorKind::Status
-            };
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .map(|l| format!(" to {l}"))
-                .unwrap_or_default();
-            return Outcome::failure(
-                kind,
-                format!(
-                    "HTTP {status}{location} (expected {})",
-                    target.expected_status
-                ),
-            );
-        }
-        if let Some(needle) = &target.body_contains
-            && !contains(&body, needle.as_bytes())
-        {
-            return Outcome::failure(
-                ErrorKind::Body,
-                format!(
-                    "the first {} bytes of the body do not contain {needle:?}",
-                    body.len()
-                ),
-            );
-        }
-        Outcome::Success { status }
+        Ok(())
     }
+}
+
+/// A response (its body read) against the target's expectations: the status, then the body.
+fn judge(target: &Target, response: &reqwest::Response, body: &[u8]) -> Outcome {
+    let status = response.status().as_u16();
+    if !target.expected_status.contains(status) {
+        let kind = if (300..400).contains(&status) {
+            ErrorKind::Redirect
+        } else {
+            ErrorKind::Status
+        };
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| format!(" to {l}"))
+            .unwrap_or_default();
+        return Outcome::failure(
+            kind,
+            format!(
+                "HTTP {status}{location} (expected {})",
+                target.expected_status
+            ),
+        );
+    }
+    if let Some(needle) = &target.body_contains
+        && !contains(body, needle.as_bytes())
+    {
+        return Outcome::failure(
+            ErrorKind::Body,
+            format!(
+                "the first {} bytes of the body do not contain {needle:?}",
+                body.len()
+            ),
+        );
+    }
+    Outcome::Success { status }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -247,61 +263,73 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn classify(e: &reqwest::Error) -> Outcome {
     let causes: Vec<&(dyn std::error::Error + 'static)> =
         std::iter::successors(e.source(), |&c| c.source()).collect();
-    let detail = causes
-        .last()
-        .map_or_else(|| e.to_string(), |c| c.to_string());
-    let any =
-        |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|c| pred(*c));
+    let kind = kind_of(e, &causes);
+    let detail = if kind == ErrorKind::Redirect && causes.is_empty() {
+        e.to_string()
+    } else {
+        causes
+            .last()
+            .map_or_else(|| e.to_string(), |c| c.to_string())
+    };
+    Outcome::failure(kind, detail)
+}
 
-    let kind = if e.is_redirect() {
+/// The KIND of a transport error, from reqwest's own flags and the error's `causes`; the
+/// first test that matches wins.
+fn kind_of(e: &reqwest::Error, causes: &[&(dyn std::error::Error + 'static)]) -> ErrorKind {
+    let any =
+        |pred: fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|c| pred(*c));
+    if e.is_redirect() {
         ErrorKind::Redirect
     } else if e.is_timeout() {
         ErrorKind::Timeout
-    } else if any(&|c| {
-        // hyper-rustls wraps the handshake error in io::Errors, whose source() skips it.
-        c.is::<rustls::Error>()
-            || c.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .is_some_and(|inner| {
-                    inner.is::<rustls::Error>()
-                        || inner
-                            .downcast_ref::<std::io::Error>()
-                            .and_then(std::io::Error::get_ref)
-                            .is_some_and(|i| i.is::<rustls::Error>())
-                })
-    }) {
+    } else if any(is_tls) {
         ErrorKind::Tls
-    } else if any(&|c| c.to_string().starts_with("dns error")) {
+    } else if any(|c| c.to_string().starts_with("dns error")) {
         ErrorKind::Dns
     } else if e.is_connect() {
         ErrorKind::Connect
-    } else if any(&|c| {
-        c.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_parse() || h.is_parse_status())
-    }) {
+    } else if any(is_parse_error) {
         ErrorKind::Protocol
-    } else if any(&|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            )
-        })
-    }) {
+    } else if any(is_connection_lost) {
         ErrorKind::Connect
     } else if e.is_body() || e.is_decode() {
         ErrorKind::Body
     } else {
         ErrorKind::Protocol
-    };
-    let detail = if kind == ErrorKind::Redirect && causes.is_empty() {
-        e.to_string()
-    } else {
-        detail
-    };
-    Outcome::failure(kind, detail)
+    }
+}
+
+fn is_tls(c: &(dyn std::error::Error + 'static)) -> bool {
+    // hyper-rustls wraps the handshake error in io::Errors, whose source() skips it.
+    c.is::<rustls::Error>()
+        || c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| {
+                inner.is::<rustls::Error>()
+                    || inner
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(std::io::Error::get_ref)
+                        .is_some_and(|i| i.is::<rustls::Error>())
+            })
+}
+
+/// hyper could not parse the response (or its status line).
+fn is_parse_error(c: &(dyn std::error::Error + 'static)) -> bool {
+    c.downcast_ref::<hyper::Error>()
+        .is_some_and(|h| h.is_parse() || h.is_parse_status())
+}
+
+/// The connection was reset, aborted or broken mid-exchange.
+fn is_connection_lost(c: &(dyn std::error::Error + 'static)) -> bool {
+    c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    })
 }
 
 #[cfg(test)]

@@ -69,14 +69,15 @@ fn ago(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The width of a terminal table's SERVICE column: its longest service name, and never less
+/// than the header. `status`, the demo and `check` all print one.
+pub fn service_width<'a>(services: impl IntoIterator<Item = &'a str>) -> usize {
+    services.into_iter().map(str::len).max().unwrap_or(7).max(7)
+}
+
 /// The table, grouped by category, with a one-line summary at the end.
 pub fn render(rows: &[DashboardRow], now: DateTime<Utc>, color: bool) -> String {
-    let width = rows
-        .iter()
-        .map(|r| r.service_type.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
+    let width = service_width(rows.iter().map(|r| r.service_type.as_str()));
     let mut out = String::new();
     let mut category: Option<&str> = None;
     for r in rows {

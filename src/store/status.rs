@@ -97,75 +97,30 @@ pub async fn flush(
     ctx: &FlushContext<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let n = batch.rollups.len();
-    let (mut r_service, mut r_hour, mut r_checks, mut r_failures, mut r_sum, mut r_max) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    // Rows in a fixed order: two daemons upserting the same rows (at a hand-over) cannot deadlock.
-    let mut rollups: Vec<_> = batch.rollups.iter().collect();
-    rollups.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for ((service, hour), d) in rollups {
-        r_service.push(service.as_str());
-        r_hour.push(*hour);
-        r_checks.push(d.checks);
-        r_failures.push(d.failures);
-        r_sum.push(d.latency_sum_ms);
-        r_max.push(d.latency_max_ms);
-    }
-    let n = batch.status.len();
-    let mut s_service = Vec::with_capacity(n);
-    let mut healthy = Vec::with_capacity(n);
-    let mut checked_at = Vec::with_capacity(n);
-    let mut latency = Vec::with_capacity(n);
-    let mut message = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut failures = Vec::with_capacity(n);
-    let mut successes = Vec::with_capacity(n);
-    let mut last_success = Vec::with_capacity(n);
-    let mut last_failure = Vec::with_capacity(n);
-    let mut changed = Vec::with_capacity(n);
-    let mut statuses: Vec<_> = batch.status.iter().collect();
-    statuses.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for (service, row) in statuses {
-        s_service.push(service.as_str());
-        healthy.push(row.state.healthy);
-        checked_at.push(row.checked_at);
-        latency.push(row.response_time_ms);
-        message.push(row.error_message.as_deref());
-        kind.push(row.error_kind);
-        failures.push(to_i32(row.state.consecutive_failures));
-        successes.push(to_i32(row.state.consecutive_successes));
-        last_success.push(row.state.last_success_at);
-        last_failure.push(row.state.last_failure_at);
-        changed.push(row.state.state_changed_at);
-    }
+    let r = RollupColumns::of(batch);
+    let s = StatusColumns::of(batch);
     let window =
         chrono::TimeDelta::from_std(ctx.uptime_window).unwrap_or(chrono::TimeDelta::days(1));
     let window_start = hour_of(now - window);
     let interval_ms = i32::try_from(ctx.check_interval.as_millis()).unwrap_or(i32::MAX);
     sqlx::query(FLUSH)
-        .bind(&r_service)
-        .bind(&r_hour)
-        .bind(&r_checks)
-        .bind(&r_failures)
-        .bind(&r_sum)
-        .bind(&r_max)
-        .bind(&s_service)
-        .bind(&healthy)
-        .bind(&checked_at)
-        .bind(&latency)
-        .bind(&message)
-        .bind(&kind)
-        .bind(&failures)
-        .bind(&successes)
-        .bind(&last_success)
-        .bind(&last_failure)
-        .bind(&changed)
+        .bind(&r.service)
+        .bind(&r.hour)
+        .bind(&r.checks)
+        .bind(&r.failures)
+        .bind(&r.latency_sum)
+        .bind(&r.latency_max)
+        .bind(&s.service)
+        .bind(&s.healthy)
+        .bind(&s.checked_at)
+        .bind(&s.latency)
+        .bind(&s.message)
+        .bind(&s.kind)
+        .bind(&s.failures)
+        .bind(&s.successes)
+        .bind(&s.last_success)
+        .bind(&s.last_failure)
+        .bind(&s.changed)
         .bind(window_start)
         .bind(interval_ms)
         .bind(ctx.checked_by)
@@ -173,6 +128,74 @@ pub async fn flush(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// The batch's rollup deltas as the columns `unnest` reads ($1-$6).
+struct RollupColumns<'a> {
+    service: Vec<&'a str>,
+    hour: Vec<DateTime<Utc>>,
+    checks: Vec<i32>,
+    failures: Vec<i32>,
+    latency_sum: Vec<i64>,
+    latency_max: Vec<i32>,
+}
+
+impl<'a> RollupColumns<'a> {
+    fn of(batch: &'a Pending) -> Self {
+        // Rows in a fixed order: two daemons upserting the same rows (at a hand-over) cannot
+        // deadlock.
+        let mut rows: Vec<_> = batch.rollups.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        RollupColumns {
+            service: column(&rows, |&((service, _), _)| service.as_str()),
+            hour: column(&rows, |&((_, hour), _)| *hour),
+            checks: column(&rows, |&(_, d)| d.checks),
+            failures: column(&rows, |&(_, d)| d.failures),
+            latency_sum: column(&rows, |&(_, d)| d.latency_sum_ms),
+            latency_max: column(&rows, |&(_, d)| d.latency_max_ms),
+        }
+    }
+}
+
+/// One `unnest` column: `value` of every row, in the rows' order.
+fn column<R, T>(rows: &[R], value: impl Fn(&R) -> T) -> Vec<T> {
+    rows.iter().map(value).collect()
+}
+
+/// The batch's status rows as the columns `unnest` reads ($7-$17).
+struct StatusColumns<'a> {
+    service: Vec<&'a str>,
+    healthy: Vec<Option<bool>>,
+    checked_at: Vec<DateTime<Utc>>,
+    latency: Vec<i32>,
+    message: Vec<Option<&'a str>>,
+    kind: Vec<Option<&'static str>>,
+    failures: Vec<i32>,
+    successes: Vec<i32>,
+    last_success: Vec<Option<DateTime<Utc>>>,
+    last_failure: Vec<Option<DateTime<Utc>>>,
+    changed: Vec<Option<DateTime<Utc>>>,
+}
+
+impl<'a> StatusColumns<'a> {
+    fn of(batch: &'a Pending) -> Self {
+        // In a fixed order too, for the same reason as the rollups.
+        let mut rows: Vec<_> = batch.status.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        StatusColumns {
+            service: column(&rows, |&(service, _)| service.as_str()),
+            healthy: column(&rows, |&(_, row)| row.state.healthy),
+            checked_at: column(&rows, |&(_, row)| row.checked_at),
+            latency: column(&rows, |&(_, row)| row.response_time_ms),
+            message: column(&rows, |&(_, row)| row.error_message.as_deref()),
+            kind: column(&rows, |&(_, row)| row.error_kind),
+            failures: column(&rows, |&(_, row)| to_i32(row.state.consecutive_failures)),
+            successes: column(&rows, |&(_, row)| to_i32(row.state.consecutive_successes)),
+            last_success: column(&rows, |&(_, row)| row.state.last_success_at),
+            last_failure: column(&rows, |&(_, row)| row.state.last_failure_at),
+            changed: column(&rows, |&(_, row)| row.state.state_changed_at),
+        }
+    }
 }
 
 /// The state machine's memory, as the last run left it, for every service that has a status.

@@ -1,7 +1,7 @@
 //! `service_usage_analytics` is really partitioned by month: inserts for now, for every premade
 //! month and for dates far outside them all succeed and land where they belong.
 
-use chrono::{Datelike, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 
 use crate::helpers::TestDb;
 
@@ -13,6 +13,21 @@ async fn seed(db: &TestDb) {
     .execute(&db.pool)
     .await
     .unwrap();
+}
+
+/// A migrated database, the first day of the UTC month its migration premade partitions from
+/// (that month and the next three), and a moment in that month after the migration. Made
+/// again in the rare case that a month began while the database was being made.
+async fn migrated_within_one_month() -> (TestDb, NaiveDate, DateTime<Utc>) {
+    loop {
+        let before = Utc::now();
+        let db = TestDb::migrated().await;
+        let now = Utc::now();
+        let first = before.date_naive().with_day(1).unwrap();
+        if now.date_naive().with_day(1).unwrap() == first {
+            return (db, first, now);
+        }
+    }
 }
 
 /// Inserts one analytics row at `ts` and returns (partition it landed in, created_date).
@@ -30,10 +45,9 @@ async fn insert_at(db: &TestDb, ts: &str) -> (String, NaiveDate) {
 
 #[tokio::test]
 async fn inserts_land_in_their_month_or_the_default_partition() {
-    let db = TestDb::migrated().await;
+    let (db, first, now) = migrated_within_one_month().await;
     seed(&db).await;
-    let first = Utc::now().date_naive().with_day(1).unwrap();
-    let (now_part, _) = insert_at(&db, &Utc::now().to_rfc3339()).await;
+    let (now_part, _) = insert_at(&db, &now.to_rfc3339()).await;
     assert_eq!(
         now_part,
         format!("service_usage_analytics_p{}", first.format("%Y%m"))
@@ -48,7 +62,8 @@ async fn inserts_land_in_their_month_or_the_default_partition() {
             "{ts}"
         );
     }
-    for far in ["2019-06-01T00:00:00Z", "2042-01-01T00:00:00Z"] {
+    let far_ahead = format!("{}-01-01T00:00:00Z", first.year() + 20);
+    for far in ["2019-06-01T00:00:00Z", far_ahead.as_str()] {
         let (part, _) = insert_at(&db, far).await;
         assert_eq!(part, "service_usage_analytics_default", "{far}");
     }
@@ -56,9 +71,8 @@ async fn inserts_land_in_their_month_or_the_default_partition() {
 
 #[tokio::test]
 async fn created_date_and_partition_follow_utc_whatever_the_session_time_zone() {
-    let db = TestDb::migrated().await;
+    let (db, first, _) = migrated_within_one_month().await;
     seed(&db).await;
-    let first = Utc::now().date_naive().with_day(1).unwrap();
     let next = first.checked_add_months(Months::new(1)).unwrap();
     let last_day = next.pred_opt().unwrap();
     // 23:30 in New York on the month's last day is already the next month in UTC.
@@ -87,18 +101,20 @@ async fn created_date_and_partition_follow_utc_whatever_the_session_time_zone() 
 async fn making_a_partition_moves_its_rows_out_of_the_default_partition() {
     let db = TestDb::migrated().await;
     seed(&db).await;
-    insert_at(&db, "2030-05-10T08:00:00Z").await;
-    insert_at(&db, "2030-05-31T23:59:59Z").await;
-    insert_at(&db, "2030-06-01T00:00:00Z").await;
-    let created: bool = sqlx::query_scalar("SELECT ensure_usage_analytics_partition('2030-05-17')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert!(created);
-    let again: bool = sqlx::query_scalar("SELECT ensure_usage_analytics_partition('2030-05-01')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    // A May well clear of the months the migration premade around today.
+    let y = Utc::now().year() + 10;
+    insert_at(&db, &format!("{y}-05-10T08:00:00Z")).await;
+    insert_at(&db, &format!("{y}-05-31T23:59:59Z")).await;
+    insert_at(&db, &format!("{y}-06-01T00:00:00Z")).await;
+    let ensure = async |day: u32| -> bool {
+        sqlx::query_scalar("SELECT ensure_usage_analytics_partition($1)")
+            .bind(NaiveDate::from_ymd_opt(y, 5, day).unwrap())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert!(ensure(17).await);
+    let again = ensure(1).await;
     assert!(!again, "idempotent");
     let placement: Vec<(String, i64)> = sqlx::query_as(
         "SELECT tableoid::regclass::text, count(*) FROM service_usage_analytics GROUP BY 1 ORDER BY 1",
@@ -110,7 +126,7 @@ async fn making_a_partition_moves_its_rows_out_of_the_default_partition() {
         placement,
         [
             ("service_usage_analytics_default".to_owned(), 1),
-            ("service_usage_analytics_p203005".to_owned(), 2)
+            (format!("service_usage_analytics_p{y}05"), 2)
         ]
     );
 }

@@ -1,6 +1,8 @@
 //! Shared test helpers: fresh databases on the real server, and running the real binary.
 
+use std::fmt::Debug;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use mcp_healthd::config::DatabaseUrl;
 use sqlx::PgPool;
@@ -123,4 +125,26 @@ pub fn healthd(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `probe` about every 100 ms until it returns `Ok`, and returns that value. If `limit`
+/// passes first, panics naming `what` and the last value the probe saw (its `Err`). The limit
+/// only bounds a failure, so make it generous: a busy machine must not fail a correct daemon.
+pub async fn eventually<T, E: Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}; last seen: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use mcp_healthd::config::Config;
 use mcp_healthd::jobs::{self, Fence, JobContext, JobName, RunOutcome, Trigger};
 
@@ -190,13 +190,15 @@ async fn premake_is_idempotent_and_a_five_month_pause_catches_up() {
     let db = TestDb::migrated().await;
     seed_user_and_service(&db).await;
     let config = config(&db, "[jobs.partition_maintenance]\npremake_months = 3\n");
-    let clock = FixedClock::new(Utc.with_ymd_and_hms(2032, 3, 10, 0, 15, 0).unwrap());
+    // A year well clear of the months the migration premade around today.
+    let y = Utc::now().year() + 10;
+    let clock = FixedClock::new(Utc.with_ymd_and_hms(y, 3, 10, 0, 15, 0).unwrap());
     let made = finished(run(&db, &config, &clock, JobName::PartitionMaintenance).await);
-    assert_eq!(made.rows_affected, 4, "March to June 2032");
+    assert_eq!(made.rows_affected, 4, "March to June {y}");
     let again = finished(run(&db, &config, &clock, JobName::PartitionMaintenance).await);
     assert_eq!(again.rows_affected, 0, "idempotent");
     for m in 3..=6 {
-        let ts = Utc.with_ymd_and_hms(2032, m, 20, 12, 0, 0).unwrap();
+        let ts = Utc.with_ymd_and_hms(y, m, 20, 12, 0, 0).unwrap();
         let part: String = sqlx::query_scalar(
             r#"INSERT INTO service_usage_analytics (user_id, service_type, instance_id, "timestamp")
                VALUES ('11111111-1111-1111-1111-111111111111', 'figma', 'x', $1) RETURNING tableoid::regclass::text"#,
@@ -205,14 +207,14 @@ async fn premake_is_idempotent_and_a_five_month_pause_catches_up() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-        assert_eq!(part, format!("service_usage_analytics_p2032{m:02}"));
+        assert_eq!(part, format!("service_usage_analytics_p{y}{m:02}"));
     }
 
     // Five months pass with the daemon stopped: July's rows went to the default partition, and
     // so did a row far older than retention.
-    insert_month(&db, month(2032, 7), 100).await;
-    insert_month(&db, month(2031, 1), 5).await;
-    clock.set(Utc.with_ymd_and_hms(2032, 8, 10, 0, 15, 0).unwrap());
+    insert_month(&db, month(y, 7), 100).await;
+    insert_month(&db, month(y - 1, 1), 5).await;
+    clock.set(Utc.with_ymd_and_hms(y, 8, 10, 0, 15, 0).unwrap());
     let caught_up = finished(run(&db, &config, &clock, JobName::PartitionMaintenance).await);
     assert_eq!(
         caught_up.rows_affected, 5,
@@ -225,18 +227,20 @@ async fn premake_is_idempotent_and_a_five_month_pause_catches_up() {
         .collect();
     for m in 3..=11 {
         assert!(
-            froms.contains(&month(2032, m)),
-            "2032-{m:02} missing: {froms:?}"
+            froms.contains(&month(y, m)),
+            "{y}-{m:02} missing: {froms:?}"
         );
     }
     assert!(
-        !froms.contains(&month(2031, 1)),
+        !froms.contains(&month(y - 1, 1)),
         "a month retention would drop at once got a partition"
     );
-    let in_july: i64 = sqlx::query_scalar("SELECT count(*) FROM service_usage_analytics_p203207")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let in_july: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM service_usage_analytics_p{y}07"
+    )))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(
         in_july, 100,
         "July's rows moved out of the default partition"
@@ -415,4 +419,110 @@ async fn jobs_run_and_list_from_the_command_line() {
         "{}",
         text(&unknown.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_destructive_step_is_refused_once_the_lease_is_lost() {
+    use jobs::lease::{self, MAINTENANCE};
+
+    let db = TestDb::migrated().await;
+    seed_user_and_service(&db).await;
+    let now = Utc.with_ymd_and_hms(2030, 1, 1, 2, 0, 0).unwrap();
+    sqlx::query(
+        "INSERT INTO api_key_validation_cache (user_id, service_type, key_hash, is_valid, expires_at)
+         SELECT '11111111-1111-1111-1111-111111111111', 'figma', 'h' || i, true,
+                $1::timestamptz - i * interval '1 second'
+           FROM generate_series(1, 100) i",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let expired = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM api_key_validation_cache WHERE expires_at < $1")
+            .bind(now)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let config = config(&db, "");
+    let clock = FixedClock::new(now);
+    let ttl = Duration::from_secs(60);
+
+    // A leads; its lease runs out by the database's clock, and B takes it over.
+    let (a, b) = ("host-a:1:aaaaaaaa", "host-b:2:bbbbbbbb");
+    let epoch_a = lease::acquire_or_renew(&db.pool, MAINTENANCE, a, ttl)
+        .await
+        .unwrap()
+        .expect("A takes the free lease");
+    sqlx::query(
+        "UPDATE maintenance_leases SET expires_at = now() - interval '1 ms' WHERE name = $1",
+    )
+    .bind(MAINTENANCE)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let epoch_b = lease::acquire_or_renew(&db.pool, MAINTENANCE, b, ttl)
+        .await
+        .unwrap()
+        .expect("B takes the expired lease");
+    assert!(epoch_b > epoch_a, "a new holder, a new epoch");
+    assert_eq!(
+        lease::acquire_or_renew(&db.pool, MAINTENANCE, a, ttl)
+            .await
+            .unwrap(),
+        None,
+        "A cannot renew a lease B holds"
+    );
+
+    // A's run, started under its old lease (as a scheduler tick that fired just before the
+    // takeover would be), is refused at its first destructive step.
+    let run_under = async |holder: &str, epoch: i64| {
+        let ctx = JobContext {
+            pool: &db.pool,
+            config: &config,
+            clock: &clock,
+            fence: Fence::Lease {
+                holder: holder.to_owned(),
+                epoch,
+            },
+        };
+        jobs::run(
+            JobName::ValidationCacheCleanup,
+            &ctx,
+            Trigger::Schedule(now),
+            holder,
+        )
+        .await
+        .unwrap()
+    };
+    let RunOutcome::Failed(failed) = run_under(a, epoch_a).await else {
+        panic!("the run under a lost lease did not fail")
+    };
+    assert!(
+        matches!(
+            failed.error.downcast_ref::<lease::FenceError>(),
+            Some(lease::FenceError::Lost { .. })
+        ),
+        "{:#}",
+        failed.error
+    );
+    assert_eq!(failed.done, jobs::Done::default());
+    assert_eq!(expired().await, 100, "nothing deleted under a lost lease");
+    let recorded: (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM maintenance_job_runs WHERE holder = $1")
+            .bind(a)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded.0, "failed");
+    assert!(
+        recorded.1.as_deref().unwrap().contains("lease was lost"),
+        "{recorded:?}"
+    );
+
+    // The same job under the current holder's fence deletes.
+    let done = finished(run_under(b, epoch_b).await);
+    assert_eq!(done.rows_affected, 100);
+    assert_eq!(expired().await, 0);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour};
-use crate::helpers::TestDb;
+use crate::helpers::{TestDb, eventually};
 use crate::prober::register;
 
 /// Housekeeping every second, everything else effectively never; a 3 s lease.
@@ -51,14 +51,35 @@ fn leader_elected(e: &serde_json::Value) -> bool {
     e["event"] == "leader_elected"
 }
 
+/// Waits until `pid` has run scheduled jobs at least `n` times.
+async fn wait_for_runs(db: &TestDb, pid: u32, n: i64, what: &str) {
+    eventually(what, Duration::from_secs(20), async || {
+        let runs = runs_by(db, pid).await;
+        if runs >= n {
+            Ok(())
+        } else {
+            Err(format!("{runs} runs by {pid}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_runs_jobs_and_another_takes_over_when_it_stops() {
     let db = TestDb::migrated().await;
     let config = fast_config("interval = \"1s\"\ntimeout = \"500ms\"", JOBS);
     let first = Daemon::start(&db.url, &config);
-    first.wait_for(leader_elected, Duration::from_secs(5));
+    first.wait_for(leader_elected, Duration::from_secs(10));
     let second = Daemon::start(&db.url, &config);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Three more due times pass with both daemons' job schedulers running.
+    let before = runs_by(&db, first.pid()).await;
+    wait_for_runs(
+        &db,
+        first.pid(),
+        before + 3,
+        "the leader runs housekeeping every second",
+    )
+    .await;
     let (pids, twice) = scheduled_runs(&db).await;
     assert_eq!(
         pids,
@@ -66,17 +87,12 @@ async fn only_the_leader_runs_jobs_and_another_takes_over_when_it_stops() {
         "only the leader ran jobs"
     );
     assert_eq!(twice, 0, "no due time ran twice");
-    assert!(runs_by(&db, first.pid()).await >= 3);
 
     // A clean stop releases the lease: the other daemon takes over at its next renewal.
     let (code, _) = first.stop();
     assert_eq!(code, Some(0));
-    second.wait_for(leader_elected, Duration::from_secs(3));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        runs_by(&db, second.pid()).await >= 2,
-        "the new leader runs the jobs"
-    );
+    second.wait_for(leader_elected, Duration::from_secs(10));
+    wait_for_runs(&db, second.pid(), 2, "the new leader runs the jobs").await;
     let (_, twice) = scheduled_runs(&db).await;
     assert_eq!(twice, 0);
     second.stop();
@@ -87,14 +103,14 @@ async fn a_dead_leaders_lease_expires_and_another_daemon_takes_over() {
     let db = TestDb::migrated().await;
     let config = fast_config("interval = \"1s\"\ntimeout = \"500ms\"", JOBS);
     let first = Daemon::start(&db.url, &config);
-    first.wait_for(leader_elected, Duration::from_secs(5));
+    first.wait_for(leader_elected, Duration::from_secs(10));
     let second = Daemon::start(&db.url, &config);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Killed while leading: after it has run a job.
+    wait_for_runs(&db, first.pid(), 1, "the first leader runs a job").await;
     first.signal("KILL");
-    // Lease 3 s, renewed every second: the survivor is leader within about 4 s.
-    second.wait_for(leader_elected, Duration::from_secs(6));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(runs_by(&db, second.pid()).await >= 1);
+    // Lease 3 s, renewed every second: the survivor leads once it expires.
+    second.wait_for(leader_elected, Duration::from_secs(20));
+    wait_for_runs(&db, second.pid(), 1, "the survivor runs the jobs").await;
     second.stop();
 }
 

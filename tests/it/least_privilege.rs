@@ -9,7 +9,7 @@ use mcp_healthd::config::DatabaseUrl;
 
 use crate::daemon::Daemon;
 use crate::fleet::{self, Behaviour};
-use crate::helpers::{TestDb, healthd, text};
+use crate::helpers::{TestDb, eventually, healthd, text};
 use crate::prober::{register, statuses};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,16 +50,20 @@ async fn the_daemon_and_its_jobs_run_as_the_least_privilege_role() {
                   [log]\nformat = \"json\"\n[http]\nlisten = \"\"\n";
     let daemon = Daemon::start(&as_role, config);
     daemon.wait_for(|e| e["event"] == "leader_elected", Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The lease is the role's; so is a status write with the service judged healthy.
+    eventually(
+        "status written as the role",
+        Duration::from_secs(15),
+        async || match statuses(&db).await.remove("healthy") {
+            Some(row) if row.is_healthy == Some(true) => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
     let (code, events) = daemon.stop();
     assert_eq!(code, Some(0));
     let errors: Vec<_> = events.iter().filter(|e| e["level"] == "ERROR").collect();
     assert!(errors.is_empty(), "errors as the role: {errors:#?}");
-    assert_eq!(
-        statuses(&db).await["healthy"].is_healthy,
-        Some(true),
-        "status written as the role"
-    );
 
     let env = [("DATABASE_URL", as_role.expose())];
     let dir = tempfile::tempdir().unwrap();

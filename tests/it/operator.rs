@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour};
-use crate::helpers::TestDb;
-use crate::prober::register;
+use crate::helpers::{TestDb, eventually};
+use crate::prober::{register, rollup_checks};
 use crate::proxy::Proxy;
 
 #[test]
@@ -112,6 +112,20 @@ fn scrape(body: &str) -> prometheus_parse::Scrape {
         .expect("valid Prometheus text format")
 }
 
+/// `mcp_healthd_checks_total` summed: (all checks, failed checks).
+fn check_counters(scrape: &prometheus_parse::Scrape) -> (f64, f64) {
+    let checks = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "mcp_healthd_checks_total");
+    let all = checks.clone().map(value).sum();
+    let failed = checks
+        .filter(|s| s.labels.get("outcome") != Some("ok"))
+        .map(value)
+        .sum();
+    (all, failed)
+}
+
 fn value(sample: &prometheus_parse::Sample) -> f64 {
     match &sample.value {
         prometheus_parse::Value::Counter(v)
@@ -136,39 +150,67 @@ async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
         .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
     let daemon = Daemon::start(&via, &config);
     let base = format!("http://127.0.0.1:{port}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        get(&format!("{base}/healthz")).await,
-        (200, "ok\n".to_owned())
-    );
+    let body = eventually(
+        "/healthz says 200",
+        Duration::from_secs(15),
+        async || match get(&format!("{base}/healthz")).await {
+            (200, body) => Ok(body),
+            other => Err(other),
+        },
+    )
+    .await;
+    assert_eq!(body, "ok\n");
+    // Some checks of both services reach the database.
+    eventually(
+        "checks of both services written",
+        Duration::from_secs(15),
+        async || {
+            let checks = rollup_checks(&db).await;
+            match checks.len() == 2 && checks.values().sum::<i64>() > 5 {
+                true => Ok(()),
+                false => Err(checks),
+            }
+        },
+    )
+    .await;
 
     // Stop all checking, let the last results land, then compare.
     sqlx::query("UPDATE service_registry SET is_available = false")
         .execute(&db.pool)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (status, body) = get(&format!("{base}/metrics")).await;
-    assert_eq!(status, 200);
-    let scrape = scrape(&body);
-    let samples = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
-    let checks: f64 = samples("mcp_healthd_checks_total").map(value).sum();
-    let failures: f64 = samples("mcp_healthd_checks_total")
-        .filter(|s| s.labels.get("outcome") != Some("ok"))
-        .map(value)
-        .sum();
-    let (db_checks, db_failures): (i64, i64) = sqlx::query_as(
-        "SELECT sum(checks)::bigint, sum(failures)::bigint FROM service_health_rollups",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert!(checks > 5.0);
-    assert_eq!(
-        checks as i64, db_checks,
-        "checks counted by /metrics and by the rollups"
+    daemon.wait_for(
+        |e| e["event"] == "registry_changed" && e["services"] == 0,
+        Duration::from_secs(15),
     );
-    assert_eq!(failures as i64, db_failures);
+    // Checks in flight when the registry changed still land in both places; then they agree.
+    let (body, scrape) = eventually(
+        "/metrics and the rollups agree",
+        Duration::from_secs(15),
+        async || {
+            let (status, body) = get(&format!("{base}/metrics")).await;
+            if status != 200 {
+                return Err(format!("/metrics answered {status}: {body}"));
+            }
+            let scrape = scrape(&body);
+            let (checks, failures) = check_counters(&scrape);
+            let (db_checks, db_failures): (i64, i64) = sqlx::query_as(
+                "SELECT sum(checks)::bigint, sum(failures)::bigint FROM service_health_rollups",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            match (checks as i64, failures as i64) == (db_checks, db_failures) {
+                true => Ok((body, scrape)),
+                false => Err(format!(
+                    "/metrics: {checks} checks, {failures} failures; rollups: {db_checks} checks, {db_failures} failures"
+                )),
+            }
+        },
+    )
+    .await;
+    let samples = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
+    assert!(check_counters(&scrape).0 > 5.0);
     let up = |service: &'static str| {
         samples("mcp_healthd_service_up")
             .find(|s| s.labels.get("service_type") == Some(service))
@@ -194,19 +236,16 @@ async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
 
     // The database goes away: /healthz says so.
     proxy.cut();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, reason) = get(&format!("{base}/healthz")).await;
-        if status == 503 {
-            assert!(reason.starts_with("database:"), "{reason}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz still {status} with the database cut"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let reason = eventually(
+        "/healthz says 503 with the database cut",
+        Duration::from_secs(15),
+        async || match get(&format!("{base}/healthz")).await {
+            (503, reason) => Ok(reason),
+            other => Err(other),
+        },
+    )
+    .await;
+    assert!(reason.starts_with("database:"), "{reason}");
     proxy.restore();
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));

@@ -4,20 +4,22 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mcp_healthd::config::DatabaseUrl;
+use mcp_healthd::plan::placement::phase;
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour, Server};
-use crate::helpers::{TestDb, healthd, text};
-use crate::prober::register;
+use crate::helpers::{TestDb, eventually, healthd, text};
+use crate::prober::{register, statuses};
 use crate::proxy::Proxy;
 
-/// A datagram socket standing in for systemd's NOTIFY_SOCKET; records every message.
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET; records every message with the
+/// wall-clock time it arrived (the clock the daemon's log timestamps use).
 struct NotifySocket {
     path: std::path::PathBuf,
-    messages: Arc<Mutex<Vec<(Instant, String)>>>,
+    messages: Arc<Mutex<Vec<(SystemTime, String)>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,7 +34,7 @@ impl NotifySocket {
             let mut buf = [0u8; 4096];
             while let Ok(n) = socket.recv(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap().push((Instant::now(), text));
+                sink.lock().unwrap().push((SystemTime::now(), text));
             }
         });
         Self {
@@ -42,7 +44,7 @@ impl NotifySocket {
         }
     }
 
-    fn lines(&self) -> Vec<(Instant, String)> {
+    fn lines(&self) -> Vec<(SystemTime, String)> {
         let mut out = Vec::new();
         for (at, message) in self.messages.lock().unwrap().iter() {
             for line in message.lines() {
@@ -53,7 +55,16 @@ impl NotifySocket {
     }
 
     fn count(&self, line: &str) -> usize {
-        self.lines().iter().filter(|(_, l)| l == line).count()
+        self.times(line).len()
+    }
+
+    /// When each `line` arrived, in order.
+    fn times(&self, line: &str) -> Vec<SystemTime> {
+        self.lines()
+            .into_iter()
+            .filter(|(_, l)| l == line)
+            .map(|(at, _)| at)
+            .collect()
     }
 
     fn wait_for(&self, line: &str, after: usize, limit: Duration) {
@@ -78,10 +89,30 @@ async fn wait_hit(server: &Server, limit: Duration) {
     }
 }
 
-async fn checks_in(server: &Server, seconds: u64) -> usize {
-    let before = server.hits();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    server.hits() - before
+/// Waits for `n` more checks of `server` and returns their rate, per second.
+async fn check_rate(server: &Server, n: usize) -> f64 {
+    let start = Instant::now();
+    let target = server.hits() + n;
+    eventually(
+        "checks for the rate",
+        Duration::from_secs(30),
+        async || match server.hits() >= target {
+            true => Ok(()),
+            false => Err(format!("{} of {target} checks", server.hits())),
+        },
+    )
+    .await;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The time a log event was written, from its `timestamp` field.
+fn logged_at(event: &serde_json::Value) -> SystemTime {
+    let at = event["timestamp"]
+        .as_str()
+        .expect("a timestamp on every event");
+    chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap_or_else(|e| panic!("timestamp {at:?}: {e}"))
+        .into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,28 +134,49 @@ async fn notify_protocol_from_waiting_for_the_database_to_a_graceful_stop() {
         ],
     );
 
-    // Not ready while the database is unreachable, but saying why.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Not ready while the database is unreachable, but saying why: after two failed attempts
+    // to connect, still no READY.
+    eventually(
+        "two failed connection attempts reported",
+        Duration::from_secs(15),
+        async || {
+            let lines = notify.lines();
+            let waiting = lines
+                .iter()
+                .filter(|(_, l)| l.starts_with("STATUS=waiting for the database"))
+                .count();
+            match waiting >= 2 {
+                true => Ok(()),
+                false => Err(lines),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         notify.count("READY=1"),
         0,
         "READY before the database answered: {:?}",
         notify.lines()
     );
-    assert!(
-        notify
-            .lines()
-            .iter()
-            .any(|(_, l)| l.starts_with("STATUS=waiting for the database"))
-    );
     proxy.restore();
     notify.wait_for("READY=1", 0, Duration::from_secs(15));
 
-    // WATCHDOG_USEC = 1 s: a ping every half second.
+    // WATCHDOG_USEC = 1 s: a ping every half second. Over six pings, the mean spacing is well
+    // within the second systemd allows, and they are not a burst.
     let before = notify.count("WATCHDOG=1");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pings = notify.count("WATCHDOG=1") - before;
-    assert!((4..=8).contains(&pings), "{pings} watchdog pings in 3 s");
+    let pings = eventually("six watchdog pings", Duration::from_secs(15), async || {
+        let times = notify.times("WATCHDOG=1");
+        match times.len() >= before + 6 {
+            true => Ok(times[before..before + 6].to_vec()),
+            false => Err(times.len() - before),
+        }
+    })
+    .await;
+    let spacing = pings[5].duration_since(pings[0]).unwrap() / 5;
+    assert!(
+        (Duration::from_millis(250)..=Duration::from_millis(1000)).contains(&spacing),
+        "watchdog pings {spacing:?} apart on average"
+    );
     assert!(
         notify
             .lines()
@@ -168,6 +220,91 @@ async fn notify_protocol_from_waiting_for_the_database_to_a_graceful_stop() {
     );
 }
 
+/// The daemon vouches for its prober only while checks keep completing: it expects one at
+/// least every `probe.interval + probe.timeout + 5 s`. A check is bounded by its timeout, and a
+/// service's own `health.timeout` may be as long as the interval, so here the only service
+/// hangs with a 12 s timeout while `probe.timeout` is 100 ms, and its name puts its first
+/// check late in the first round (at 0.6 of its phase, about 7.1 s): no check completes until
+/// about 19.1 s, past the 17.1 s the daemon allows. The watchdog pings stop meanwhile, and
+/// resume once the check completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_withheld_while_no_check_completes() {
+    let interval = Duration::from_secs(12);
+    let name = (0..)
+        .map(|i| format!("hung{i}"))
+        .find(|n| phase(n, interval) >= interval.mul_f64(0.99))
+        .unwrap();
+    let db = TestDb::migrated().await;
+    let hung = fleet::spawn(Behaviour::Hang).await;
+    register(&db, &name, hung.port.into()).await;
+    sqlx::query("UPDATE service_registry SET service_config = $1 WHERE service_type = $2")
+        .bind(serde_json::json!({"health": {"timeout": "12s"}}))
+        .bind(&name)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let notify = NotifySocket::new();
+    let daemon = Daemon::spawn(
+        &db.url,
+        &fast_config("interval = \"12s\"\ntimeout = \"100ms\"", ""),
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "500000"),
+        ],
+    );
+
+    // Withheld, then (a ping after the last withheld tick) resumed.
+    let withheld = eventually(
+        "the watchdog withheld, then resumed",
+        Duration::from_secs(60),
+        async || {
+            let withheld: Vec<serde_json::Value> = daemon
+                .events()
+                .into_iter()
+                .filter(|e| e["event"] == "watchdog_withheld")
+                .collect();
+            let resumed = withheld.last().is_some_and(|last| {
+                let last = logged_at(last);
+                notify.times("WATCHDOG=1").iter().any(|at| *at > last)
+            });
+            match resumed {
+                true => Ok(withheld),
+                false => Err(format!("{} withheld", withheld.len())),
+            }
+        },
+    )
+    .await;
+    assert!(
+        withheld[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no check has completed for"),
+        "{}",
+        withheld[0]
+    );
+    // One tick every 250 ms over the ~2 s without a completed check.
+    assert!(withheld.len() >= 4, "{withheld:#?}");
+    let pings = notify.times("WATCHDOG=1");
+    let first = logged_at(&withheld[0]);
+    assert!(
+        pings.iter().any(|at| *at < first),
+        "pings before the checks stalled"
+    );
+    // Between the second and the last withheld tick, not one ping (each bound is at least a
+    // tick away from the last ping before and the first after).
+    let (from, to) = (
+        logged_at(&withheld[1]),
+        logged_at(&withheld[withheld.len() - 1]),
+    );
+    let during: Vec<_> = pings
+        .iter()
+        .filter(|at| (from..=to).contains(*at))
+        .collect();
+    assert!(during.is_empty(), "pings while withheld: {during:?}");
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_new_interval_and_survives_a_broken_file() {
     let db = TestDb::migrated().await;
@@ -175,33 +312,33 @@ async fn sighup_applies_a_new_interval_and_survives_a_broken_file() {
     register(&db, "svc", server.port.into()).await;
     let slow = fast_config("interval = \"1s\"\ntimeout = \"500ms\"", "");
     let daemon = Daemon::start(&db.url, &slow);
-    wait_hit(&server, Duration::from_secs(3)).await;
-    let at_1s = checks_in(&server, 3).await;
+    wait_hit(&server, Duration::from_secs(5)).await;
+    let at_1s = check_rate(&server, 3).await;
 
     daemon.write_config(&fast_config(
         "interval = \"200ms\"\ntimeout = \"150ms\"",
         "",
     ));
     daemon.signal("HUP");
-    daemon.wait_for(|e| e["event"] == "config_reloaded", Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let at_200ms = checks_in(&server, 3).await;
+    daemon.wait_for(|e| e["event"] == "config_reloaded", Duration::from_secs(10));
+    let at_200ms = check_rate(&server, 10).await;
+    // Five times as often; a machine slow enough to halve the new rate still passes.
     assert!(
-        at_1s <= 5 && at_200ms >= 3 * at_1s.max(2),
-        "checks in 3 s: {at_1s} at 1 s, {at_200ms} at 200 ms"
+        at_1s <= 1.5 && at_200ms >= 2.5 * at_1s.max(1.0),
+        "checks per second: {at_1s:.2} at 1 s, {at_200ms:.2} at 200 ms"
     );
 
     daemon.write_config(&fast_config("interval = \"fast\"\ntimeout = \"150ms\"", ""));
     daemon.signal("HUP");
-    let failed = daemon.wait_for(|e| e["event"] == "reload_failed", Duration::from_secs(5));
+    let failed = daemon.wait_for(|e| e["event"] == "reload_failed", Duration::from_secs(10));
     assert!(
         failed["error"].as_str().unwrap().contains("probe.interval"),
         "{failed}"
     );
-    let still = checks_in(&server, 2).await;
+    let still = check_rate(&server, 10).await;
     assert!(
-        still >= 6,
-        "the old 200 ms configuration stays in force: {still} checks in 2 s"
+        still >= 2.5 * at_1s.max(1.0),
+        "the old 200 ms configuration stays in force: {still:.2} checks per second"
     );
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
@@ -249,7 +386,16 @@ async fn no_output_of_any_command_contains_the_database_password() {
         &[("RUST_LOG", "debug")],
     );
     daemon.wait_for(|e| e["event"] == "daemon_started", Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Checked, judged and written, all logged at debug level.
+    eventually(
+        "the service checked and written",
+        Duration::from_secs(15),
+        async || match statuses(&db).await.remove("svc") {
+            Some(row) if row.is_healthy == Some(true) => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
     let log = daemon.raw_log();
     let _ = daemon.stop();
     assert!(

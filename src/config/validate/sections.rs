@@ -1,0 +1,195 @@
+//! The validation of the file's larger sections (those with several keys or checks beyond
+//! each key's own), one function per section: each reads its raw section, names every key it
+//! rejects in the [`Checker`], and returns the section's typed values (with placeholders where
+//! a key failed; the caller then returns the errors, never those values). The checks that
+//! compare keys of a section run right after it, so errors keep the file's order.
+
+use std::time::Duration;
+
+use super::{Checker, format_duration, host};
+use crate::config::raw::{
+    RawAnalyticsRetention, RawCluster, RawDatabase, RawJobs, RawProbe, RawUptime,
+};
+use crate::config::{
+    AnalyticsRetentionConfig, CacheCleanupConfig, ClusterConfig, DatabaseConfig, DatabaseUrl,
+    HousekeepingConfig, JobsConfig, KeyError, PartitionMaintenanceConfig, ProbeConfig,
+    UptimeConfig,
+};
+
+/// `[database]`; `DATABASE_URL`, when set, stands in for `database.url`.
+pub(super) fn database(
+    c: &mut Checker,
+    raw: &RawDatabase,
+    database_url_env: Option<&str>,
+) -> DatabaseConfig {
+    DatabaseConfig {
+        url: database_url(c, raw, database_url_env),
+        max_connections: c.int("database.max_connections", raw.max_connections, 1, 1000),
+        auto_migrate: raw.auto_migrate,
+        connect_timeout: c.duration("database.connect_timeout", &raw.connect_timeout),
+        flush_interval: c.duration("database.flush_interval", &raw.flush_interval),
+    }
+}
+
+/// The URL from `DATABASE_URL` if set, else from `database.url`; the error names the one used.
+fn database_url(c: &mut Checker, raw: &RawDatabase, database_url_env: Option<&str>) -> DatabaseUrl {
+    let (url_key, url_raw) = match database_url_env {
+        Some(env) => ("DATABASE_URL", env),
+        None => ("database.url", raw.url.as_str()),
+    };
+    let url = DatabaseUrl::parse(url_raw).map_err(|reason| KeyError {
+        key: url_key.to_owned(),
+        reason,
+    });
+    match url {
+        Ok(u) => u,
+        Err(e) => {
+            c.errors.push(e);
+            DatabaseUrl::parse("postgres://invalid/invalid").expect("literal")
+        }
+    }
+}
+
+/// `[probe]`, then [`probe_timing`].
+pub(super) fn probe(c: &mut Checker, p: &RawProbe) -> ProbeConfig {
+    let probe = ProbeConfig {
+        interval: c.duration("probe.interval", &p.interval),
+        timeout: c.duration("probe.timeout", &p.timeout),
+        concurrency: c.int("probe.concurrency", p.concurrency, 1, 100_000),
+        failure_threshold: c.int("probe.failure_threshold", p.failure_threshold, 1, 1000),
+        success_threshold: c.int("probe.success_threshold", p.success_threshold, 1, 1000),
+        default_host: c.parsed("probe.default_host", host(&p.default_host)),
+        expected_status: c.parsed("probe.expected_status", p.expected_status.parse()),
+        max_body_bytes: c.int("probe.max_body_bytes", p.max_body_bytes, 0, 64 << 20),
+        follow_redirects: c.int("probe.follow_redirects", p.follow_redirects, 0, 20),
+        degraded_after: c.duration("probe.degraded_after", &p.degraded_after),
+    };
+    probe_timing(c, &probe);
+    probe
+}
+
+/// `probe.timeout` must not exceed `probe.interval` (checked only when both are valid).
+fn probe_timing(c: &mut Checker, probe: &ProbeConfig) {
+    let timing_valid = !c
+        .errors
+        .iter()
+        .any(|e| e.key == "probe.interval" || e.key == "probe.timeout");
+    if timing_valid && probe.timeout > probe.interval {
+        c.fail(
+            "probe.timeout",
+            format!(
+                "must not exceed probe.interval ({} > {}): a check would still run when the next is due",
+                format_duration(probe.timeout),
+                format_duration(probe.interval)
+            ),
+        );
+    }
+}
+
+/// `[uptime]`: the window is at least an hour, and the rollups are kept at least that long.
+pub(super) fn uptime(c: &mut Checker, raw: &RawUptime) -> UptimeConfig {
+    let uptime = UptimeConfig {
+        window: c.duration("uptime.window", &raw.window),
+        retain: c.duration("uptime.retain", &raw.retain),
+    };
+    if uptime.window < Duration::from_secs(3600) {
+        c.fail(
+            "uptime.window",
+            "must be at least 1h: uptime is computed from hourly rollups",
+        );
+    }
+    if uptime.retain < uptime.window {
+        c.fail(
+            "uptime.retain",
+            "must be at least uptime.window: the window's rollups would be pruned",
+        );
+    }
+    uptime
+}
+
+/// `[jobs]` and its one table per job; the lease must last at least a second.
+pub(super) fn jobs(c: &mut Checker, j: &RawJobs) -> JobsConfig {
+    let jobs = JobsConfig {
+        lease_ttl: c.duration("jobs.lease_ttl", &j.lease_ttl),
+        analytics_retention: analytics_retention(c, &j.analytics_retention),
+        partition_maintenance: PartitionMaintenanceConfig {
+            schedule: c.cron(
+                "jobs.partition_maintenance.schedule",
+                &j.partition_maintenance.schedule,
+            ),
+            premake_months: c.int(
+                "jobs.partition_maintenance.premake_months",
+                j.partition_maintenance.premake_months,
+                0,
+                36,
+            ),
+        },
+        validation_cache_cleanup: CacheCleanupConfig {
+            schedule: c.cron(
+                "jobs.validation_cache_cleanup.schedule",
+                &j.validation_cache_cleanup.schedule,
+            ),
+            batch_size: c.int(
+                "jobs.validation_cache_cleanup.batch_size",
+                j.validation_cache_cleanup.batch_size,
+                1,
+                1_000_000,
+            ),
+        },
+        housekeeping: HousekeepingConfig {
+            schedule: c.cron("jobs.housekeeping.schedule", &j.housekeeping.schedule),
+            run_history_retain: c.duration(
+                "jobs.housekeeping.run_history_retain",
+                &j.housekeeping.run_history_retain,
+            ),
+        },
+    };
+    if jobs.lease_ttl < Duration::from_secs(1) {
+        c.fail(
+            "jobs.lease_ttl",
+            "must be at least 1s: the lease is renewed every third of it",
+        );
+    }
+    jobs
+}
+
+/// `[jobs.analytics_retention]`, the job with the most keys.
+fn analytics_retention(
+    c: &mut Checker,
+    retention: &RawAnalyticsRetention,
+) -> AnalyticsRetentionConfig {
+    AnalyticsRetentionConfig {
+        schedule: c.cron("jobs.analytics_retention.schedule", &retention.schedule),
+        retain: c.duration("jobs.analytics_retention.retain", &retention.retain),
+        lock_timeout: c.duration(
+            "jobs.analytics_retention.lock_timeout",
+            &retention.lock_timeout,
+        ),
+        attempts: c.int(
+            "jobs.analytics_retention.attempts",
+            retention.attempts,
+            1,
+            100,
+        ),
+        batch_size: c.int(
+            "jobs.analytics_retention.batch_size",
+            retention.batch_size,
+            1,
+            1_000_000,
+        ),
+    }
+}
+
+/// `[cluster]`: the heartbeat must last at least a second.
+pub(super) fn cluster(c: &mut Checker, raw: &RawCluster) -> ClusterConfig {
+    let cluster = ClusterConfig {
+        heartbeat_ttl: c.duration("cluster.heartbeat_ttl", &raw.heartbeat_ttl),
+    };
+    if cluster.heartbeat_ttl < Duration::from_secs(1) {
+        c.fail(
+            "cluster.heartbeat_ttl",
+            "must be at least 1s: the heartbeat is renewed every third of it",
+        );
+    }
+    cluster
+}
