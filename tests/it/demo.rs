@@ -1,6 +1,7 @@
 //! `mcp-healthd demo` as a new user meets it: from an empty directory, with no configuration
 //! and no sample files, it shows healthy and failing services, and Ctrl-C leaves nothing behind
-//! (no PostgreSQL process, no files, no demo database).
+//! (no PostgreSQL process, no files, no demo database). With `--samples DIR` and no server
+//! answering, it runs on a throwaway cluster that Ctrl-C stops and removes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -9,9 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::server_url;
 
+/// One demo at a time: each binds the default metrics address (127.0.0.1:9464) if it looks
+/// free, and two starting together race for it (the loser's daemon cannot listen and exits).
+static ONE_DEMO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits until `child`'s output (in `out`) shows at least one service up and one down.
 fn wait_for_up_and_down(child: &mut Child, out: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(out).unwrap_or_default();
         // The summary line under each table: "N services: U up, D down, ...".
@@ -45,13 +50,16 @@ fn wait_for_up_and_down(child: &mut Child, out: &Path) -> String {
     }
 }
 
-fn ctrl_c_and_wait(child: &mut Child) -> std::process::ExitStatus {
+/// Ctrl-C, then waits for the demo to exit: its status and what it wrote to stderr.
+fn ctrl_c_and_wait(child: &mut Child) -> (std::process::ExitStatus, String) {
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status, stderr);
         }
         assert!(
             Instant::now() < deadline,
@@ -95,6 +103,7 @@ async fn demo_database_exists() -> bool {
 
 #[tokio::test]
 async fn the_demo_runs_from_an_empty_directory_and_ctrl_c_leaves_nothing_behind() {
+    let _one = ONE_DEMO.lock().await;
     let cwd = tempfile::tempdir().unwrap();
     // The demo's temporary files go here (TMPDIR), so "nothing left" can be checked exactly.
     // World-traversable like /tmp: a throwaway cluster runs as the postgres user.
@@ -127,9 +136,7 @@ async fn the_demo_runs_from_an_empty_directory_and_ctrl_c_leaves_nothing_behind(
         "the demo uses its own database"
     );
 
-    let status = ctrl_c_and_wait(&mut child);
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = ctrl_c_and_wait(&mut child);
     assert!(status.success(), "demo exit {status}: {stderr}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("demo stopped"), "{text}");
@@ -152,4 +159,47 @@ async fn the_demo_runs_from_an_empty_directory_and_ctrl_c_leaves_nothing_behind(
         !demo_database_exists().await,
         "the demo database was not dropped"
     );
+}
+
+#[test]
+fn the_demo_runs_on_a_throwaway_cluster_and_leaves_nothing_behind() {
+    let _one = ONE_DEMO.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("demo.out");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/registry");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
+        .args(["demo", "--samples", samples.to_str().unwrap()])
+        // No database configured: nothing answers on port 1.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env_remove("MCP_HEALTHD_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = wait_for_up_and_down(&mut child, &out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("throwaway PostgreSQL pid "))
+        .expect("throwaway cluster line");
+    let mut words = line.split_whitespace();
+    let pid: u32 = words.nth(3).unwrap().parse().unwrap();
+    let data_dir = words.nth(1).unwrap().to_owned();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "postgres runs while the demo does"
+    );
+    assert!(
+        text.contains("status: HTTP 500"),
+        "a failing sample shows its error:\n{text}"
+    );
+
+    let (status, stderr) = ctrl_c_and_wait(&mut child);
+    assert!(status.success(), "demo exit {status}: {stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the throwaway postgres {pid} is still running"
+    );
+    assert!(!Path::new(&data_dir).exists(), "{data_dir} was not removed");
 }

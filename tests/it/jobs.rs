@@ -40,6 +40,23 @@ async fn seed_user_and_service(db: &TestDb) {
     .unwrap();
 }
 
+/// `rows` validation-cache rows; row i (from 1) expires i seconds before `now` if i <= `expired`,
+/// else i seconds after it.
+async fn insert_cache_rows(db: &TestDb, now: DateTime<Utc>, rows: i32, expired: i32) {
+    sqlx::query(
+        "INSERT INTO api_key_validation_cache (user_id, service_type, key_hash, is_valid, expires_at)
+         SELECT '11111111-1111-1111-1111-111111111111', 'figma', 'h' || i, true,
+                $1::timestamptz + (CASE WHEN i <= $3 THEN -1 ELSE 1 END) * i * interval '1 second'
+           FROM generate_series(1, $2) i",
+    )
+    .bind(now)
+    .bind(rows)
+    .bind(expired)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
 /// `rows` analytics rows spread evenly over the UTC month starting at `month`.
 async fn insert_month(db: &TestDb, month: NaiveDate, rows: i32) {
     sqlx::query(
@@ -252,16 +269,7 @@ async fn cache_cleanup_removes_exactly_the_expired_rows_in_batches() {
     let db = TestDb::migrated().await;
     seed_user_and_service(&db).await;
     let now = Utc.with_ymd_and_hms(2030, 1, 1, 2, 0, 0).unwrap();
-    sqlx::query(
-        "INSERT INTO api_key_validation_cache (user_id, service_type, key_hash, is_valid, expires_at)
-         SELECT '11111111-1111-1111-1111-111111111111', 'figma', 'h' || i, true,
-                $1::timestamptz + (CASE WHEN i <= 23456 THEN -1 ELSE 1 END) * i * interval '1 second'
-           FROM generate_series(1, 30000) i",
-    )
-    .bind(now)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    insert_cache_rows(&db, now, 30_000, 23_456).await;
     let config = config(&db, "[jobs.validation_cache_cleanup]\nbatch_size = 10000\n");
     let clock = FixedClock::new(now);
 
@@ -428,16 +436,7 @@ async fn a_destructive_step_is_refused_once_the_lease_is_lost() {
     let db = TestDb::migrated().await;
     seed_user_and_service(&db).await;
     let now = Utc.with_ymd_and_hms(2030, 1, 1, 2, 0, 0).unwrap();
-    sqlx::query(
-        "INSERT INTO api_key_validation_cache (user_id, service_type, key_hash, is_valid, expires_at)
-         SELECT '11111111-1111-1111-1111-111111111111', 'figma', 'h' || i, true,
-                $1::timestamptz - i * interval '1 second'
-           FROM generate_series(1, 100) i",
-    )
-    .bind(now)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    insert_cache_rows(&db, now, 100, 100).await;
     let expired = async || -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM api_key_validation_cache WHERE expires_at < $1")
             .bind(now)

@@ -9,8 +9,8 @@ use mcp_healthd::config::DatabaseUrl;
 
 use crate::daemon::Daemon;
 use crate::fleet::{self, Behaviour};
-use crate::helpers::{TestDb, eventually, healthd, text};
-use crate::prober::{register, statuses};
+use crate::helpers::{TestDb, healthd, text};
+use crate::prober::{register, wait_until_healthy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_and_its_jobs_run_as_the_least_privilege_role() {
@@ -51,13 +51,11 @@ async fn the_daemon_and_its_jobs_run_as_the_least_privilege_role() {
     let daemon = Daemon::start(&as_role, config);
     daemon.wait_for(|e| e["event"] == "leader_elected", Duration::from_secs(10));
     // The lease is the role's; so is a status write with the service judged healthy.
-    eventually(
+    wait_until_healthy(
+        &db,
+        "healthy",
         "status written as the role",
         Duration::from_secs(15),
-        async || match statuses(&db).await.remove("healthy") {
-            Some(row) if row.is_healthy == Some(true) => Ok(()),
-            other => Err(other),
-        },
     )
     .await;
     let (code, events) = daemon.stop();

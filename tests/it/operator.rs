@@ -1,9 +1,7 @@
-//! The operator's surface: the one-command demo, `/metrics` (parsed by a real Prometheus text
-//! parser, its counters checked against the database) and `/healthz`.
+//! The operator's surface: `/metrics` (parsed by a real Prometheus text parser, its counters
+//! checked against the database) and `/healthz`. The demo's tests are in `demo.rs`.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour};
@@ -11,86 +9,15 @@ use crate::helpers::{TestDb, eventually};
 use crate::prober::{register, rollup_checks};
 use crate::proxy::Proxy;
 
-#[test]
-fn the_demo_runs_on_a_throwaway_cluster_and_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("demo.out");
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/registry");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
-        .args(["demo", "--samples", samples.to_str().unwrap()])
-        // No database configured: nothing answers on port 1.
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
-        .env_remove("MCP_HEALTHD_CONFIG")
-        .current_dir(dir.path())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = read();
-        let shows = |status: &str| {
-            out.lines()
-                .any(|l| l.starts_with("  ") && l.contains(&format!(" {status} ")))
-        };
-        if shows("up") && shows("down") {
-            break;
+/// Waits (up to 15 s) until `/healthz` answers with `code`; returns the body.
+async fn healthz_says(base: &str, code: u16, what: &str) -> String {
+    eventually(what, Duration::from_secs(15), async || {
+        match get(&format!("{base}/healthz")).await {
+            (status, body) if status == code => Ok(body),
+            other => Err(other),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no healthy and failing services shown:\n{out}"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the demo exited:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = read();
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("throwaway PostgreSQL pid "))
-        .expect("throwaway cluster line");
-    let mut words = line.split_whitespace();
-    let pid: u32 = words.nth(3).unwrap().parse().unwrap();
-    let data_dir = words.nth(1).unwrap().to_owned();
-    assert!(
-        Path::new(&format!("/proc/{pid}")).exists(),
-        "postgres runs while the demo does"
-    );
-    assert!(
-        out.contains("status: HTTP 500"),
-        "a failing sample shows its error:\n{out}"
-    );
-
-    // Ctrl-C.
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "demo exit {status}: {stderr}");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the throwaway postgres {pid} is still running"
-    );
-    assert!(!Path::new(&data_dir).exists(), "{data_dir} was not removed");
+    })
+    .await
 }
 
 fn free_port() -> u16 {
@@ -150,15 +77,7 @@ async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
         .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
     let daemon = Daemon::start(&via, &config);
     let base = format!("http://127.0.0.1:{port}");
-    let body = eventually(
-        "/healthz says 200",
-        Duration::from_secs(15),
-        async || match get(&format!("{base}/healthz")).await {
-            (200, body) => Ok(body),
-            other => Err(other),
-        },
-    )
-    .await;
+    let body = healthz_says(&base, 200, "/healthz says 200").await;
     assert_eq!(body, "ok\n");
     // Some checks of both services reach the database.
     eventually(
@@ -236,15 +155,7 @@ async fn metrics_agree_with_the_database_and_healthz_follows_the_database() {
 
     // The database goes away: /healthz says so.
     proxy.cut();
-    let reason = eventually(
-        "/healthz says 503 with the database cut",
-        Duration::from_secs(15),
-        async || match get(&format!("{base}/healthz")).await {
-            (503, reason) => Ok(reason),
-            other => Err(other),
-        },
-    )
-    .await;
+    let reason = healthz_says(&base, 503, "/healthz says 503 with the database cut").await;
     assert!(reason.starts_with("database:"), "{reason}");
     proxy.restore();
     let (code, _) = daemon.stop();

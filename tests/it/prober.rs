@@ -46,6 +46,17 @@ pub async fn statuses(db: &TestDb) -> HashMap<String, StatusRow> {
         .collect()
 }
 
+/// Waits (up to `limit`) until `service`'s status row is written and says healthy.
+pub async fn wait_until_healthy(db: &TestDb, service: &str, what: &str, limit: Duration) {
+    crate::helpers::eventually(what, limit, async || {
+        match statuses(db).await.remove(service) {
+            Some(row) if row.is_healthy == Some(true) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+}
+
 pub async fn rollup_checks(db: &TestDb) -> HashMap<String, i64> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT service_type::text, sum(checks)::bigint FROM service_health_rollups GROUP BY 1",

@@ -12,7 +12,7 @@ use mcp_healthd::plan::placement::phase;
 use crate::daemon::{Daemon, fast_config};
 use crate::fleet::{self, Behaviour, Server};
 use crate::helpers::{TestDb, eventually, healthd, text};
-use crate::prober::{register, statuses};
+use crate::prober::{register, wait_until_healthy};
 use crate::proxy::Proxy;
 
 /// A datagram socket standing in for systemd's NOTIFY_SOCKET; records every message with the
@@ -387,13 +387,11 @@ async fn no_output_of_any_command_contains_the_database_password() {
     );
     daemon.wait_for(|e| e["event"] == "daemon_started", Duration::from_secs(10));
     // Checked, judged and written, all logged at debug level.
-    eventually(
+    wait_until_healthy(
+        &db,
+        "svc",
         "the service checked and written",
         Duration::from_secs(15),
-        async || match statuses(&db).await.remove("svc") {
-            Some(row) if row.is_healthy == Some(true) => Ok(()),
-            other => Err(other),
-        },
     )
     .await;
     let log = daemon.raw_log();
