@@ -30,23 +30,27 @@
 --
 -- What the role can do (and the daemon's code that needs it):
 --   CONNECT; USAGE on schema public
---   SELECT        service_registry (registry load), platform_settings, the views
+--   SELECT        service_registry's columns the registry load and the status flush read
+--                 (service_type, port, base_url, health_check_endpoint, service_config,
+--                 is_available; not auth_config), platform_settings, the views
 --                 service_health_dashboard (`status`) and user_services_summary (see its note),
 --                 _sqlx_migrations (to check at start-up that the schema is current)
 --   S/I/U         service_health_status (the writer's upsert)
 --   S/I/U/D       service_health_rollups (upsert, housekeeping prune)
 --   S/I/D         service_health_flushes (idempotent flush ids, housekeeping prune)
---   S/D           api_key_validation_cache, expired rows only (row-level security, below), plus
---                 UPDATE (validated_at) that only serves the cleanup's FOR UPDATE row lock: a
---                 restrictive policy makes every real UPDATE fail
+--   S/D           api_key_validation_cache, expired rows only (row-level security, below), and
+--                 SELECT only on ctid and expires_at (never validation_response or the keys),
+--                 plus UPDATE (validated_at) that only serves the cleanup's FOR UPDATE row lock:
+--                 a restrictive policy makes every real UPDATE fail
 --   S/I/U/D       maintenance_job_runs, daemon_heartbeats;  S/I/U maintenance_leases
 --   EXECUTE       ensure_usage_analytics_partition(date), usage_analytics_drop_partition(regclass),
 --                 usage_analytics_delete_default_before(timestamptz, integer): SECURITY DEFINER
 --                 functions owned by the table owner, the only way it touches partitions
 --   SELECT ("timestamp") on service_usage_analytics_default (partition_maintenance's scan for
 --                 months missed while the daemon was stopped; no user data)
--- What it cannot do: read users (password_hash), user_service_instances (encrypted_api_key), the
--- legacy tables or any analytics row; write service_registry; create, alter or drop anything
+-- What it cannot do: read users (password_hash), user_service_instances (encrypted_api_key),
+-- service_registry.auth_config, api_key_validation_cache's payload (validation_response, key_hash,
+-- user_id), the legacy tables or any analytics row; write service_registry; create, alter or drop anything
 -- outside the three functions; bypass row-level security. The last block checks this.
 
 \set ON_ERROR_STOP on
@@ -118,7 +122,11 @@ GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";
 GRANT USAGE ON SCHEMA public TO :"role";
 
 -- ---- registry and settings: read only ----------------------------------------------------------------
-GRANT SELECT ON service_registry, platform_settings TO :"role";
+-- Column-level: what registry::load_available and the status flush (a join on service_type)
+-- read, and nothing else; auth_config (how to authenticate to a service) is not the prober's.
+GRANT SELECT (service_type, port, base_url, health_check_endpoint, service_config, is_available)
+    ON service_registry TO :"role";
+GRANT SELECT ON platform_settings TO :"role";
 -- service_health_dashboard runs with its owner's rights (not security_invoker): SELECT on it is
 -- all the role needs, and its active_users count reveals no user's rows.
 GRANT SELECT ON service_health_dashboard TO :"role";
@@ -141,11 +149,13 @@ GRANT SELECT, INSERT, DELETE ON service_health_flushes TO :"role";
 -- others, so that even with app.current_user_id set it sees no unexpired row and can write none.
 -- The job's statement is
 --   DELETE ... WHERE ctid = ANY (ARRAY(SELECT ctid ... WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
--- ctid needs table-level SELECT, and FOR UPDATE needs UPDATE on some column plus an UPDATE policy;
+-- It reads ctid and expires_at only, so SELECT is granted on those two columns (a system column
+-- takes a column grant like any other): the role deletes rows without being able to read their
+-- payload. FOR UPDATE needs UPDATE on some column plus an UPDATE policy;
 -- UPDATE (validated_at) is granted only for that row lock: the restrictive policy's
 -- WITH CHECK (false) makes every actual UPDATE (or INSERT) of the role fail. If the job drops
 -- FOR UPDATE SKIP LOCKED (the DELETE locks the rows itself), drop that grant and the lock policy.
-GRANT SELECT, DELETE, UPDATE (validated_at) ON api_key_validation_cache TO :"role";
+GRANT SELECT (ctid, expires_at), DELETE, UPDATE (validated_at) ON api_key_validation_cache TO :"role";
 CREATE POLICY healthd_cleanup_select ON api_key_validation_cache
     FOR SELECT TO :"role" USING (expires_at < now());
 CREATE POLICY healthd_cleanup_lock ON api_key_validation_cache
@@ -255,6 +265,13 @@ BEGIN
     END IF;
     IF has_column_privilege(r, 'public.user_service_instances', 'encrypted_api_key', 'SELECT') THEN
         v_bad := array_append(v_bad, 'can read user_service_instances.encrypted_api_key');
+    END IF;
+    IF has_column_privilege(r, 'public.service_registry', 'auth_config', 'SELECT') THEN
+        v_bad := array_append(v_bad, 'can read service_registry.auth_config');
+    END IF;
+    IF has_column_privilege(r, 'public.api_key_validation_cache', 'validation_response', 'SELECT')
+       OR has_column_privilege(r, 'public.api_key_validation_cache', 'key_hash', 'SELECT') THEN
+        v_bad := array_append(v_bad, 'can read api_key_validation_cache payloads');
     END IF;
     IF has_table_privilege(r, 'public.service_registry', 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') THEN
         v_bad := array_append(v_bad, 'can modify service_registry');

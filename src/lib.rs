@@ -5,7 +5,8 @@
 //! Modules form layers, and a module imports only from its own layer or those below it
 //! (`scripts/check-layers` enforces this, lowest first):
 //!
-//! 1. `clock`, `config` — what time it is and what the operator asked for;
+//! 1. `clock`, `config`, `text` — what time it is, what the operator asked for, and foreign
+//!    text made safe to show;
 //! 2. `plan` — pure decisions: registry row -> target, the health state machine, phases and
 //!    ownership hashing;
 //! 3. `observe` — counters, metrics, logs, sd_notify and the small HTTP endpoint;
@@ -16,6 +17,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod text;
 
 pub mod plan;
 

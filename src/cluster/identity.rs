@@ -2,6 +2,8 @@
 //! runs), and `host:pid:nonce` per start for the machines (heartbeat id, lease holder), so a
 //! restarted process never mistakes an old heartbeat or lease for its own.
 
+pub use crate::config::hostname;
+
 /// `host:pid`, written to `service_health_status.checked_by` and used in lease holders.
 pub fn identity() -> String {
     format!("{}:{}", hostname(), std::process::id())
@@ -12,18 +14,6 @@ pub fn identity() -> String {
 pub fn instance_id() -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{}:{}", identity(), &nonce[..8])
-}
-
-/// gethostname(2): /proc/sys/kernel/hostname is hidden under the unit's `ProcSubset=pid`.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown-host".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

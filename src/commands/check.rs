@@ -22,6 +22,7 @@ use crate::registry;
 use crate::store::dashboard::service_width;
 use crate::store::db;
 use crate::store::{self, FlushContext, Pending};
+use crate::text::escape_control;
 
 #[derive(Serialize)]
 struct Row<'a> {
@@ -40,7 +41,7 @@ pub async fn run(
     json: bool,
     record: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     let rows = select_rows(&pool, service).await?;
     let reports = probe_all(plan_all(&rows, &config.probe), config).await?;
     let table = table(&reports);
@@ -126,7 +127,7 @@ pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result
             let check = prober.check_planned(&p).await;
             Report {
                 service_type: p.service_type().to_owned(),
-                url: p.url().to_owned(),
+                url: p.url(),
                 check,
             }
         }
@@ -134,20 +135,26 @@ pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result
     Ok(futures::future::join_all(checks).await)
 }
 
+/// The table; every text from the registry or a server is escaped, so that it cannot drive
+/// the terminal (`--json` is escaped by JSON itself).
 fn print_table(rows: &[Row]) {
-    let width = service_width(rows.iter().map(|r| r.service_type));
+    let services: Vec<_> = rows
+        .iter()
+        .map(|r| escape_control(r.service_type))
+        .collect();
+    let width = service_width(services.iter().map(|s| s.as_ref()));
     println!(
         "{:<width$}  {:<7}  {:>8}  {:<40}  ERROR",
         "SERVICE", "RESULT", "LATENCY", "URL"
     );
-    for r in rows {
+    for (r, service) in rows.iter().zip(&services) {
         println!(
             "{:<width$}  {:<7}  {:>6}ms  {:<40}  {}",
-            r.service_type,
+            service,
             if r.healthy { "ok" } else { "FAIL" },
             r.response_time_ms,
-            r.url,
-            r.error.as_deref().unwrap_or("")
+            escape_control(r.url),
+            escape_control(r.error.as_deref().unwrap_or(""))
         );
     }
     let failed = rows.iter().filter(|r| !r.healthy).count();

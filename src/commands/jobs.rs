@@ -15,7 +15,7 @@ fn names() -> String {
 }
 
 pub async fn list(config: &Config) -> anyhow::Result<ExitCode> {
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     let last = runs::last_runs(&pool).await?;
     let now = Utc::now();
     let time = |t: Option<chrono::DateTime<Utc>>| {
@@ -50,7 +50,7 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
     let Some(job) = JobName::parse(name) else {
         anyhow::bail!("no job named {name:?}; the jobs are: {}", names());
     };
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     let ctx = JobContext {
         pool: &pool,
         config,

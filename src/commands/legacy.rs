@@ -9,7 +9,7 @@ use crate::store::db;
 use crate::store::legacy;
 
 async fn pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     Ok(pool)
 }
 

@@ -2,6 +2,9 @@
 //! hands each command to its module. Every command returns the process exit code. `cli` is
 //! the command line as clap sees it.
 //!
+//! Only `run` and `migrate` create the database or change the schema; every other command
+//! opens it with `db::open_current`, which refuses a missing database or pending migrations.
+//!
 //! The top layer with `demo`: may import anything below it.
 
 mod check;

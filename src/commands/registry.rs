@@ -11,7 +11,7 @@ use crate::store::db;
 pub async fn import(config: &Config, dir: &Path, prune: bool) -> anyhow::Result<ExitCode> {
     // Validate the files before touching the database: a bad directory needs no connection.
     let entries = import::read_dir(dir, &config.probe)?;
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     let summary = import::apply(&pool, &entries, prune).await?;
     pool.close().await;
     let show = |label: &str, names: &[String]| {

@@ -10,7 +10,7 @@ use crate::store::dashboard;
 use crate::store::db;
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let (pool, _) = db::open(&config.database).await?;
+    let pool = db::open_current(&config.database).await?;
     let rows = dashboard::load(&pool).await?;
     pool.close().await;
     if json {

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
+use crate::text::{ECHO_CHARS, echo, escape_control, truncate};
+
 #[derive(Clone)]
 pub struct CronSchedule {
     text: String,
@@ -20,7 +22,8 @@ impl CronSchedule {
         let fields = text.split_whitespace().count();
         if fields != 6 && fields != 7 {
             return Err(format!(
-                "{text:?} has {fields} fields; write 6 (sec min hour day-of-month month day-of-week), e.g. \"0 0 3 * * *\" for 03:00 UTC daily"
+                "\"{}\" has {fields} fields; write 6 (sec min hour day-of-month month day-of-week), e.g. \"0 0 3 * * *\" for 03:00 UTC daily",
+                echo(text)
             ));
         }
         let cron = CronParser::builder()
@@ -28,10 +31,13 @@ impl CronSchedule {
             .dom_and_dow(true)
             .build()
             .parse(text)
-            .map_err(|e| format!("{text:?} is not a cron expression ({e})"))?;
+            .map_err(|e| {
+                let why = escape_control(&truncate(&e.to_string(), 3 * ECHO_CHARS)).into_owned();
+                format!("\"{}\" is not a cron expression ({why})", echo(text))
+            })?;
         // A pattern that never fires (e.g. 30 February) parses but would silently never run.
         cron.find_next_occurrence(&Utc::now(), false)
-            .map_err(|_| format!("{text:?} never fires"))?;
+            .map_err(|_| format!("\"{}\" never fires", echo(text)))?;
         Ok(Self {
             text: text.to_owned(),
             cron: Some(cron),

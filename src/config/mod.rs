@@ -2,9 +2,11 @@
 //! and the validated [`Config`] the rest of the daemon reads. `config check`, start-up and a
 //! reload all go through [`Config::load`], so they accept and reject exactly the same files.
 //!
-//! The lowest layer: imports nothing of the crate but `clock`.
+//! The lowest layer: imports nothing of the crate but `clock` and `text`.
 
 pub mod cron;
+mod host;
+mod parse;
 mod raw;
 mod source;
 mod types;
@@ -13,8 +15,9 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use host::hostname;
 pub use raw::RawConfig;
-pub use source::ConfigSource;
+pub use source::{ConfigSource, MAX_FILE_BYTES};
 pub use types::{DatabaseUrl, LogFormat, StatusSet};
 
 use crate::config::cron::CronSchedule;
@@ -44,6 +47,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub auto_migrate: bool,
     pub connect_timeout: Duration,
+    /// The server-side deadline of every statement (`statement_timeout`, and
+    /// `idle_in_transaction_session_timeout`), and the client-side one of every database call.
+    pub statement_timeout: Duration,
     /// How often check results are written (one statement per flush).
     pub flush_interval: Duration,
 }
@@ -135,12 +141,18 @@ pub struct HttpConfig {
 pub struct DaemonConfig {
     /// How long in-flight work may take to finish after SIGTERM before it is cancelled.
     pub shutdown_grace: Duration,
+    /// Where results that cannot be written before exit are kept until the next start: the
+    /// setting, else `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else nowhere.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// A daemon whose heartbeat is older than this is dead; its services move to the others.
     pub heartbeat_ttl: Duration,
+    /// This daemon's stable name among the others (default: the host name). A restarted daemon
+    /// takes back the services of the heartbeat that bears its name.
+    pub node_name: String,
 }
 
 /// One problem with one key. `key` is the dotted path (`probe.interval`) or `DATABASE_URL`.
@@ -157,6 +169,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "configuration file {path} is larger than the cap of {limit} bytes (1 MiB); is it the right file?"
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("configuration file {path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
     #[error("invalid configuration in {path}:{}", list(.errors))]
@@ -183,10 +199,7 @@ impl Config {
                 .find(|p| p.is_file()),
         };
         let text = match &found {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.clone(),
-                source,
-            })?,
+            Some(p) => source::read_capped(p)?,
             None => String::new(),
         };
         let shown = found.as_ref().map_or_else(
@@ -204,10 +217,10 @@ impl Config {
         origin: &str,
         database_url_env: Option<&str>,
     ) -> Result<Self, ConfigError> {
-        let raw = parse_raw(text, origin)?;
-        validate::validate(raw, database_url_env).map_err(|errors| ConfigError::Invalid {
+        let (raw, errors) = parse::parse(text, origin)?;
+        validate::validate(raw, database_url_env, errors).map_err(|errors| ConfigError::Invalid {
             path: origin.to_owned(),
-            errors,
+            errors: parse::in_key_order(errors),
         })
     }
 
@@ -216,40 +229,4 @@ impl Config {
         let raw = validate::to_raw(self);
         toml::to_string(&raw).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
-}
-
-fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let key = e.path().to_string();
-        // toml appends "in `table`" on a second line; the key path already says where.
-        let reason = e.into_inner().to_string();
-        let reason = reason.lines().next().unwrap_or_default().to_owned();
-        // serde may report an unknown key against its parent table; name the key itself.
-        let key = match unknown_field(&reason) {
-            Some(field) if key == "." => field.to_owned(),
-            Some(field) if key != field && !key.ends_with(&format!(".{field}")) => {
-                format!("{key}.{field}")
-            }
-            _ => key,
-        };
-        ConfigError::Invalid {
-            path: origin.to_owned(),
-            errors: vec![KeyError {
-                key,
-                reason: reason.trim_end().to_owned(),
-            }],
-        }
-    })
-}
-
-/// Pulls `foo` out of serde's "unknown field `foo`, expected ..." message.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }

@@ -25,6 +25,7 @@ pub struct RawDatabase {
     pub max_connections: i64,
     pub auto_migrate: bool,
     pub connect_timeout: String,
+    pub statement_timeout: String,
     pub flush_interval: String,
 }
 
@@ -35,6 +36,7 @@ impl Default for RawDatabase {
             max_connections: 8,
             auto_migrate: true,
             connect_timeout: "5s".into(),
+            statement_timeout: "10s".into(),
             flush_interval: "1s".into(),
         }
     }
@@ -242,12 +244,14 @@ impl Default for RawHttp {
 #[serde(default, deny_unknown_fields)]
 pub struct RawDaemon {
     pub shutdown_grace: String,
+    pub state_dir: String,
 }
 
 impl Default for RawDaemon {
     fn default() -> Self {
         Self {
             shutdown_grace: "10s".into(),
+            state_dir: String::new(),
         }
     }
 }
@@ -256,12 +260,14 @@ impl Default for RawDaemon {
 #[serde(default, deny_unknown_fields)]
 pub struct RawCluster {
     pub heartbeat_ttl: String,
+    pub node_name: String,
 }
 
 impl Default for RawCluster {
     fn default() -> Self {
         Self {
             heartbeat_ttl: "15s".into(),
+            node_name: String::new(),
         }
     }
 }

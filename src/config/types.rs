@@ -117,7 +117,7 @@ impl FromStr for StatusSet {
             let n: u16 = t
                 .trim()
                 .parse()
-                .map_err(|_| format!("{t:?} is not a status code"))?;
+                .map_err(|_| format!("\"{}\" is not a status code", crate::text::echo(t)))?;
             if (100..=599).contains(&n) {
                 Ok(n)
             } else {
@@ -173,7 +173,10 @@ impl FromStr for LogFormat {
         match s {
             "json" => Ok(Self::Json),
             "text" => Ok(Self::Text),
-            other => Err(format!("must be \"json\" or \"text\", not {other:?}")),
+            other => Err(format!(
+                "must be \"json\" or \"text\", not \"{}\"",
+                crate::text::echo(other)
+            )),
         }
     }
 }

@@ -9,8 +9,12 @@ use super::raw::*;
 use super::*;
 
 mod sections;
+mod values;
 
-/// Collects the errors of one validation pass.
+use values::{host, listen, log_level, quoted, reason};
+
+/// Collects the errors of one validation pass, after those of the parse (unknown keys, wrong
+/// types), so that checks across keys can skip a key that already failed.
 #[derive(Default)]
 struct Checker {
     errors: Vec<KeyError>,
@@ -34,7 +38,7 @@ impl Checker {
                 Duration::from_secs(1)
             }
             Ok(d) if d > MAX => {
-                self.fail(key, format!("{raw:?} is longer than ten years"));
+                self.fail(key, format!("{} is longer than ten years", quoted(raw)));
                 Duration::from_secs(1)
             }
             Ok(d) => d,
@@ -42,7 +46,9 @@ impl Checker {
                 self.fail(
                     key,
                     format!(
-                        "invalid duration {raw:?} ({e}); write e.g. \"30s\", \"5m\", \"1h 30m\""
+                        "invalid duration {} ({}); write e.g. \"30s\", \"5m\", \"1h 30m\"",
+                        quoted(raw),
+                        reason(&e.to_string())
                     ),
                 );
                 Duration::from_secs(1)
@@ -83,11 +89,13 @@ impl Default for StatusSet {
     }
 }
 
+/// `raw` -> [`Config`], or every problem: `parsed` (those found while parsing) and its own.
 pub(super) fn validate(
     raw: RawConfig,
     database_url_env: Option<&str>,
+    parsed: Vec<KeyError>,
 ) -> Result<Config, Vec<KeyError>> {
-    let mut c = Checker::default();
+    let mut c = Checker { errors: parsed };
     // Section by section, in the file's order, so the errors are listed in that order too.
     let database = sections::database(&mut c, &raw.database, database_url_env);
     let probe = sections::probe(&mut c, &raw.probe);
@@ -108,6 +116,7 @@ pub(super) fn validate(
     };
     let daemon = DaemonConfig {
         shutdown_grace: c.duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace),
+        state_dir: state_dir(&raw.daemon.state_dir),
     };
     let cluster = sections::cluster(&mut c, &raw.cluster);
     if !c.errors.is_empty() {
@@ -125,44 +134,6 @@ pub(super) fn validate(
         http,
         daemon,
         cluster,
-    })
-}
-
-fn host(raw: &str) -> Result<String, String> {
-    if raw.is_empty() {
-        return Err("must not be empty".into());
-    }
-    url::Host::parse(raw)
-        .map(|_| raw.to_owned())
-        .map_err(|e| format!("{raw:?} is not a host name or IP address ({e})"))
-}
-
-/// A level (`info`) or per-target directives (`info,sqlx=warn`). A bare word that is not a
-/// level would be taken by `tracing` as a target name and silently log everything from it.
-fn log_level(raw: &str) -> Result<String, String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let bad = raw.split(',').map(str::trim).find(|d| {
-        let level = d.rsplit_once('=').map_or(*d, |(_, level)| level);
-        !LEVELS.contains(&level.to_ascii_lowercase().as_str())
-    });
-    if let Some(d) = bad {
-        return Err(format!(
-            "{d:?} is not a log filter; use error, warn, info, debug or trace (or target=level)"
-        ));
-    }
-    tracing_subscriber::EnvFilter::try_new(raw)
-        .map(|_| raw.to_owned())
-        .map_err(|e| {
-            format!("{raw:?} is not a log filter ({e}); use error, warn, info, debug or trace")
-        })
-}
-
-fn listen(raw: &str) -> Result<Option<std::net::SocketAddr>, String> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    raw.parse().map(Some).map_err(|_| {
-        format!("{raw:?} is not an address such as \"127.0.0.1:9464\" (use \"\" to disable)")
     })
 }
 
@@ -211,9 +182,16 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         },
         daemon: RawDaemon {
             shutdown_grace: d(c.daemon.shutdown_grace),
+            state_dir: c
+                .daemon
+                .state_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         },
         cluster: RawCluster {
             heartbeat_ttl: d(c.cluster.heartbeat_ttl),
+            node_name: c.cluster.node_name.clone(),
         },
     }
 }
@@ -225,6 +203,7 @@ fn raw_database(c: &DatabaseConfig) -> RawDatabase {
         max_connections: c.max_connections.into(),
         auto_migrate: c.auto_migrate,
         connect_timeout: d(c.connect_timeout),
+        statement_timeout: d(c.statement_timeout),
         flush_interval: d(c.flush_interval),
     }
 }
@@ -269,6 +248,17 @@ fn raw_jobs(c: &JobsConfig) -> RawJobs {
             run_history_retain: d(c.housekeeping.run_history_retain),
         },
     }
+}
+
+/// `daemon.state_dir`, else systemd's `$STATE_DIRECTORY` (its first entry), else none.
+fn state_dir(raw: &str) -> Option<std::path::PathBuf> {
+    let from_env = std::env::var("STATE_DIRECTORY").ok();
+    let dir = if raw.is_empty() {
+        from_env.as_deref().and_then(|v| v.split(':').next())?
+    } else {
+        raw
+    };
+    (!dir.is_empty()).then(|| dir.into())
 }
 
 #[cfg(test)]

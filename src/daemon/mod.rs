@@ -22,6 +22,7 @@ mod task;
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
@@ -37,7 +38,7 @@ use crate::pipeline::monitor::Monitor;
 use crate::pipeline::writer::Writer;
 use crate::plan::health::Thresholds;
 use crate::registry::{self, RegistryRow};
-use crate::store::{self, Pending};
+use crate::store::{self, Pending, db, spill};
 use running::Running;
 use signals::Signal;
 use task::Task;
@@ -83,10 +84,12 @@ impl Daemon {
     /// Reads back every service's state and the registry, joins the cluster, and starts the
     /// pipeline, the job scheduler and the HTTP endpoint.
     async fn start(config: Arc<Config>, pool: PgPool) -> anyhow::Result<Self> {
-        let rows = registry::load_available(&pool).await?;
-        let states = store::load_states(&pool).await?;
-        let me = instance_id();
-        let (first_members, members, membership) = join_cluster(&pool, &me, &config).await;
+        let limit = db::call_limit(&config.database);
+        let me = member(&config);
+        let joined = join_cluster(&pool, &me, &config).await?;
+        replay_spilled(&pool, &config, &me.instance).await;
+        let rows = db::deadline(limit, registry::load_available(&pool)).await?;
+        let states = db::deadline(limit, store::load_states(&pool)).await?;
         let stats = Arc::new(Stats::new(config.probe.interval + config.probe.timeout));
         let (config_tx, config_rx) = watch::channel(config.clone());
         let (services_tx, services_rx) = watch::channel(Arc::new(HashSet::new()));
@@ -106,13 +109,15 @@ impl Daemon {
             pending,
             config: config_rx,
             stats: stats.clone(),
-            checked_by: me.clone(),
+            checked_by: me.instance.clone(),
         };
         let writer = Task::spawn(|stop| writer.run(stop));
         let (changes, registry_changes) = mpsc::channel(4);
         let mut running = Running {
-            me,
-            members: first_members,
+            me: me.name.clone(),
+            members: joined.prior_view,
+            held: Default::default(),
+            handover: config.cluster.heartbeat_ttl,
             adopt,
             scheduler: Running::new_scheduler(&config, reports.clone())?,
             jobs: crate::jobs::scheduler::start(pool.clone(), config.clone(), instance_id())
@@ -128,14 +133,17 @@ impl Daemon {
             stats,
             pool,
         };
-        running.apply_registry(rows, "daemon_started");
+        running.rows = rows;
+        running.apply_members(joined.first).await;
+        tracing::info!(event = "daemon_started", node = %crate::text::echo(&me.name),
+                       services = running.scheduler.len(), "started");
         Ok(Self {
             running,
-            membership,
+            membership: joined.task,
             monitor,
             writer,
             registry_changes,
-            members,
+            members: joined.members,
         })
     }
 
@@ -148,8 +156,10 @@ impl Daemon {
         log: Option<&LevelHandle>,
     ) {
         loop {
+            let release = self.running.next_release();
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = sleep_until(release) => self.running.release_due().await,
                 Some(rows) = self.registry_changes.recv() => {
                     self.running.apply_registry(rows, "registry_changed");
                 }
@@ -176,11 +186,11 @@ impl Daemon {
         Notifier.ready();
     }
 
-    /// Leaves the cluster, stops checking (in-flight checks get the grace), drains the monitor,
-    /// flushes once more and closes the pool.
+    /// Stops within one deadline, `daemon.shutdown_grace` plus `database.statement_timeout`
+    /// (and a second of slack per step), whatever the database does: leaving the cluster and
+    /// finishing in-flight checks share the grace; the final flush has the statement deadline;
+    /// what it cannot write is kept on disk.
     async fn stop(self) {
-        // Leave first: the other daemons take our services over while we finish.
-        self.membership.stop().await;
         tracing::info!(
             event = "daemon_stopping",
             "no new checks; finishing those in flight"
@@ -195,39 +205,135 @@ impl Daemon {
             pool,
             ..
         } = self.running;
-        watcher.stop().await;
         let grace = config.daemon.shutdown_grace;
-        tokio::join!(scheduler.stop(grace), jobs.stop(grace));
+        let slack = Duration::from_secs(1);
+        let checks_done = tokio::time::Instant::now() + grace + slack;
+        // Leaving lets the others take our services over while we finish.
+        let (_, _, _, jobs_stopped) = tokio::join!(
+            self.membership.stop_within(grace),
+            watcher.stop_within(grace),
+            scheduler.stop(grace),
+            tokio::time::timeout(grace + slack, jobs.stop(grace)),
+        );
+        if jobs_stopped.is_err() {
+            tracing::warn!(
+                event = "jobs_abandoned",
+                "the job scheduler did not stop in time"
+            );
+        }
         drop(reports);
         // Schedulers replaced by a reload stop within their own grace; the monitor ends with them.
-        if tokio::time::timeout(grace, self.monitor).await.is_err() {
+        if tokio::time::timeout_at(checks_done, self.monitor)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 event = "monitor_abandoned",
                 "checks of a replaced scheduler still running"
             );
         }
-        self.writer.stop().await;
+        let flush_limit = config.database.statement_timeout + slack;
+        self.writer.stop_within(flush_limit + slack).await;
         if let Some(http) = http {
-            http.stop().await;
+            http.stop_within(slack).await;
         }
-        pool.close().await;
+        // Closing waits for each connection's goodbye; a silent server never answers.
+        let _ = tokio::time::timeout(slack, pool.close()).await;
     }
 }
 
-/// Writes the first heartbeat before any check (so daemons starting together do not all check
-/// everything), then keeps it alive. Returns the first member list, the channel of later ones,
-/// and the heartbeat task.
+/// This daemon as the cluster knows it: its node name, and this process.
+fn member(config: &Config) -> cluster::Member {
+    cluster::Member {
+        name: config.cluster.node_name.clone(),
+        instance: instance_id(),
+        host: hostname(),
+        ttl: config.cluster.heartbeat_ttl,
+    }
+}
+
+/// A daemon that has joined the cluster.
+struct Joined {
+    /// The live members after the first heartbeat (empty if it failed: check nothing yet).
+    first: Vec<String>,
+    /// Who owned what just before: the first list if this node was already a live member (a
+    /// restart), else the others alone, whose services we take only after a hand-over.
+    prior_view: Vec<String>,
+    members: watch::Receiver<Vec<String>>,
+    task: Task,
+}
+
+/// Claims the node name (refusing to start if a live daemon bears it), writes the first
+/// heartbeat before any check (so daemons starting together do not all check everything), then
+/// keeps it alive.
 async fn join_cluster(
     pool: &PgPool,
-    me: &str,
+    me: &cluster::Member,
     config: &Config,
-) -> (Vec<String>, watch::Receiver<Vec<String>>, Task) {
-    let ttl = config.cluster.heartbeat_ttl;
-    let first = cluster::beat(pool, me, &hostname(), ttl)
-        .await
-        .unwrap_or_default();
-    let (tx, rx) = watch::channel(first.clone());
-    let (pool, me) = (pool.clone(), me.to_owned());
-    let task = Task::spawn(|stop| cluster::keep_membership(pool, me, hostname(), ttl, tx, stop));
-    (first, rx, task)
+) -> anyhow::Result<Joined> {
+    let limit = db::call_limit(&config.database);
+    let claim =
+        cluster::NameClaim::take(pool, &me.name, limit, config.database.connect_timeout).await?;
+    let sent = tokio::time::Instant::now();
+    let (first, prior_view, confirmed) = match db::deadline(limit, cluster::beat(pool, me)).await {
+        Ok(beat) => {
+            let prior = match beat.was_member {
+                true => beat.live.clone(),
+                false => beat
+                    .live
+                    .iter()
+                    .filter(|m| **m != me.name)
+                    .cloned()
+                    .collect(),
+            };
+            (beat.live, prior, Some(sent))
+        }
+        Err(e) => {
+            tracing::warn!(event = "heartbeat_failed", error = %e, "cannot write the first heartbeat; checking nothing until it is written");
+            (Vec::new(), Vec::new(), None)
+        }
+    };
+    let (tx, members) = watch::channel(first.clone());
+    let (pool, me) = (pool.clone(), me.clone());
+    let task = Task::spawn(move |stop| {
+        cluster::keep_membership(pool, me, claim, limit, confirmed, tx, stop)
+    });
+    Ok(Joined {
+        first,
+        prior_view,
+        members,
+        task,
+    })
+}
+
+/// Writes the results an earlier run kept on disk because the database was away at its exit.
+async fn replay_spilled(pool: &PgPool, config: &Config, checked_by: &str) {
+    let Some(dir) = config.daemon.state_dir.as_deref() else {
+        return;
+    };
+    let ctx = store::FlushContext {
+        uptime_window: config.uptime.window,
+        check_interval: config.probe.interval,
+        checked_by,
+    };
+    match spill::replay(pool, dir, &ctx, db::call_limit(&config.database)).await {
+        Ok(done) if done.files > 0 => {
+            tracing::info!(
+                event = "results_replayed",
+                files = done.files,
+                checks = done.checks,
+                "results kept on disk by an earlier run are written"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(event = "replay_failed", dir = %dir.display(), error = %e,
+                                  "cannot read the state directory"),
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -74,8 +74,10 @@ impl Running {
     async fn swap_in(&mut self, fresh: Fresh, new: &Config) {
         let grace = new.daemon.shutdown_grace;
         if let Some(scheduler) = fresh.scheduler {
-            // The old tasks stop scheduling now; their in-flight checks finish and report.
-            tokio::spawn(std::mem::replace(&mut self.scheduler, scheduler).stop(grace));
+            // The old tasks stop scheduling now; their in-flight checks finish and report. The
+            // new scheduler takes over each service's slot grid: no repeated check, no burst.
+            let old = std::mem::replace(&mut self.scheduler, scheduler);
+            tokio::spawn(self.scheduler.take_over(old, grace));
         }
         if let Some(jobs) = fresh.jobs {
             tokio::spawn(std::mem::replace(&mut self.jobs, jobs).stop(grace));

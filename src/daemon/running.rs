@@ -5,10 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::task::Task;
 use crate::cluster;
@@ -24,9 +26,14 @@ use crate::registry::{self, RegistryRow};
 use crate::store;
 
 pub struct Running {
-    /// This daemon's id among the live daemons, and who they are.
+    /// This daemon's node name among the live daemons, and who they are (empty while fenced).
     pub me: String,
     pub members: Vec<String>,
+    /// Services this daemon gained from a live daemon, held back until that one has surely
+    /// seen the new membership (one heartbeat ttl), so that no service is checked twice.
+    pub held: HashMap<String, Instant>,
+    /// How long a hand-over from a live daemon takes: the heartbeat ttl.
+    pub handover: Duration,
     /// Stored states of services taken over from another daemon, for the monitor.
     pub adopt: mpsc::Sender<HashMap<String, ServiceState>>,
     pub config: Arc<Config>,
@@ -46,11 +53,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether this daemon checks `service` now: it owns it among the live members (owning
+    /// nothing while fenced), and it is not held back for a hand-over.
+    fn checks(&self, service: &str) -> bool {
+        !self.members.is_empty()
+            && cluster::owns(&self.me, &self.members, service)
+            && !self.held.contains_key(service)
+    }
+
     /// Runs the services of `rows` this daemon owns among the live daemons.
     pub fn apply_registry(&mut self, rows: Vec<RegistryRow>, event: &'static str) {
         let mine: Vec<RegistryRow> = rows
             .iter()
-            .filter(|r| cluster::owns(&self.me, &self.members, &r.service_type))
+            .filter(|r| self.checks(&r.service_type))
             .cloned()
             .collect();
         let planned = plan_all(&mine, &self.config.probe);
@@ -67,16 +82,40 @@ impl Running {
         self.rows = rows;
     }
 
-    /// A new member list: take over (with their stored state) or hand off services.
+    /// A new member list: hand off services, and take over (with their stored state) those
+    /// whose previous owner is gone; those whose previous owner is live are held back one ttl.
     pub async fn apply_members(&mut self, members: Vec<String>) {
         let before: HashSet<String> = self.services_tx.borrow().iter().cloned().collect();
+        // Who checked what until now: our own view, or, if we were not in it (a first start,
+        // or fenced), the others without us.
+        let prior: Vec<String> = match self.members.contains(&self.me) {
+            true => self.members.clone(),
+            false => members.iter().filter(|m| **m != self.me).cloned().collect(),
+        };
         self.members = members;
-        let gained: HashSet<String> = self
+        let owned: HashSet<String> = self
             .rows
             .iter()
             .map(|r| r.service_type.clone())
-            .filter(|s| cluster::owns(&self.me, &self.members, s) && !before.contains(s))
+            .filter(|s| !self.members.is_empty() && cluster::owns(&self.me, &self.members, s))
             .collect();
+        self.held.retain(|s, _| owned.contains(s));
+        let release_at = Instant::now() + self.handover;
+        let mut gained = HashSet::new();
+        let newly: Vec<&String> = owned
+            .iter()
+            .filter(|s| !before.contains(*s) && !self.held.contains_key(*s))
+            .collect();
+        for s in newly {
+            match cluster::owner(&prior, s) {
+                Some(o) if o != self.me && self.members.iter().any(|m| m == o) => {
+                    self.held.insert(s.clone(), release_at);
+                }
+                _ => {
+                    gained.insert(s.clone());
+                }
+            }
+        }
         if !gained.is_empty() {
             self.adopt_states(&gained).await;
         }
@@ -84,10 +123,34 @@ impl Running {
         self.apply_registry(rows, "membership_applied");
     }
 
+    /// When the next held-back service is due, if any.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.held.values().min().copied()
+    }
+
+    /// Starts checking the held-back services whose hand-over time has come.
+    pub async fn release_due(&mut self) {
+        let now = Instant::now();
+        let due: HashSet<String> = self
+            .held
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.held.retain(|s, _| !due.contains(s));
+        self.adopt_states(&due).await;
+        let rows = self.rows.clone();
+        self.apply_registry(rows, "handover_done");
+    }
+
     /// Hands the monitor the stored states of `gained`, so it continues where the previous
     /// owner left off (a down service stays down, without a second `service_down`).
     async fn adopt_states(&self, gained: &HashSet<String>) {
-        match store::load_states(&self.pool).await {
+        let limit = store::db::call_limit(&self.config.database);
+        match store::db::deadline(limit, store::load_states(&self.pool)).await {
             Ok(mut states) => {
                 states.retain(|s, _| gained.contains(s));
                 let _ = self.adopt.send(states).await;
@@ -117,7 +180,8 @@ impl Running {
         changes: mpsc::Sender<Vec<RegistryRow>>,
     ) -> Task {
         let (pool, refresh) = (pool.clone(), config.registry.refresh_interval);
-        Task::spawn(|stop| registry::watch(pool, refresh, changes, rows, stop))
+        let limit = store::db::call_limit(&config.database);
+        Task::spawn(move |stop| registry::watch(pool, refresh, limit, changes, rows, stop))
     }
 
     pub async fn start_http(
@@ -125,6 +189,8 @@ impl Running {
         stats: &Arc<Stats>,
         pool: &PgPool,
     ) -> anyhow::Result<Option<Task>> {
+        // Before anything is served: the endpoint's cap is counted against this limit.
+        http::raise_fd_limit(config);
         let Some(addr) = config.http.listen else {
             return Ok(None);
         };

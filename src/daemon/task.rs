@@ -26,4 +26,17 @@ impl Task {
         self.stop.cancel();
         let _ = self.handle.await;
     }
+
+    /// Cancels the task and waits at most `limit` for it to return; then aborts it (a task stuck
+    /// on a silent database must not hold up the shutdown).
+    pub async fn stop_within(mut self, limit: std::time::Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(limit, &mut self.handle).await.is_err() {
+            self.handle.abort();
+            tracing::warn!(
+                event = "task_abandoned",
+                "a task did not stop within {limit:?}"
+            );
+        }
+    }
 }

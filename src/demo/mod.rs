@@ -23,6 +23,7 @@ use crate::observe::telemetry;
 use crate::registry::import;
 use crate::store::dashboard;
 use crate::store::db;
+use crate::text::escape_control;
 use postgres::Throwaway;
 use services::Behaviour;
 
@@ -142,9 +143,9 @@ fn recent_alerts(log: &Path) -> Vec<String> {
                     .unwrap_or("")
                     .get(11..19)
                     .unwrap_or(""),
-                e["event"].as_str().unwrap_or(""),
-                e["service_type"].as_str().unwrap_or(""),
-                e["error"].as_str().unwrap_or("")
+                escape_control(e["event"].as_str().unwrap_or("")),
+                escape_control(e["service_type"].as_str().unwrap_or("")),
+                escape_control(e["error"].as_str().unwrap_or(""))
             )
         })
         .collect();
@@ -156,9 +157,14 @@ pub async fn run(
     source: ConfigSource,
     samples: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let work = std::env::temp_dir().join(format!("mcp-healthd-demo-log-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let log = work.join("daemon.log");
+    // A new private directory of unpredictable name, and a log file that must not exist yet:
+    // nothing is opened through a link another user planted. Removed on every way out.
+    let work = tempfile::Builder::new()
+        .prefix("mcp-healthd-demo-log-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .context("cannot create the demo's temporary directory")?;
+    let log = work.path().join("daemon.log");
     let handle = telemetry::init_to_file(&config.log, &log)?;
 
     let (database, url) = open_database(&config).await?;
@@ -169,7 +175,7 @@ pub async fn run(
         DemoDatabase::OnServer { server } => drop_database(&server).await?,
         DemoDatabase::Throwaway(cluster) => cluster.stop()?,
     }
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = work.close();
     println!("demo stopped; everything it started is stopped and what it created is removed");
     result
 }

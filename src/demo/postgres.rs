@@ -4,19 +4,31 @@
 //!
 //! initdb refuses to run as root; as root, the cluster runs as the `postgres` user, switched to
 //! directly with `setuid`/`setgid` on the child (no sudo needed).
+//!
+//! Nothing is made by a predictable name or changed hands after it was made (a local user could
+//! otherwise plant a symlink and have root overwrite or chown a file): the cluster's directory
+//! comes from `mkdtemp` and belongs to the user the cluster runs as from its creation
+//! ([`cluster_dir`]); the server's log is an anonymous file of ours that it inherits.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tempfile::TempDir;
 
 use crate::config::DatabaseUrl;
 
 pub struct Throwaway {
     child: Option<Child>,
-    dir: PathBuf,
+    /// The data directory and socket directory's parent; `None` once removed.
+    dir: Option<TempDir>,
+    /// The server's stderr: unlinked from the start, read back only if it fails to start.
+    log: File,
     pub url: DatabaseUrl,
 }
 
@@ -59,6 +71,40 @@ fn run_as() -> anyhow::Result<Option<(u32, u32)>> {
     Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
 }
 
+/// A new directory of unpredictable name in the temporary directory (`mkdtemp`: never an
+/// existing path or a link), mode 0700. As root it must belong to `user` for the cluster: it is
+/// made by a thread whose filesystem ids (`setfsuid`, per thread, gone with the thread) are that
+/// user's, so it is theirs from its creation and nothing is chowned.
+fn cluster_dir(user: Option<(u32, u32)>) -> anyhow::Result<TempDir> {
+    let make = || {
+        tempfile::Builder::new()
+            .prefix("mcp-healthd-demo-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .context("cannot create the throwaway cluster's directory")
+    };
+    let Some((uid, gid)) = user else {
+        return make();
+    };
+    let made = std::thread::spawn(move || {
+        // SAFETY: these change only the calling thread's filesystem ids. Neither reports an
+        // error; a second call returns the id in force, which is checked.
+        let in_force = unsafe {
+            libc::setfsgid(gid);
+            libc::setfsuid(uid);
+            (libc::setfsgid(gid) as u32, libc::setfsuid(uid) as u32)
+        };
+        if in_force != (gid, uid) {
+            bail!(
+                "cannot act as the postgres user ({uid}:{gid}) to create the cluster's directory"
+            );
+        }
+        make()
+    });
+    made.join()
+        .map_err(|_| anyhow::anyhow!("the thread creating the cluster's directory panicked"))?
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -78,15 +124,12 @@ impl Throwaway {
     pub async fn start() -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let user = run_as()?;
-        let dir = std::env::temp_dir().join(format!("mcp-healthd-demo-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
-        }
+        let cluster = cluster_dir(user)?;
+        let dir = cluster.path().to_path_buf();
         let mut this = Self {
             child: None,
-            dir: dir.clone(),
+            dir: Some(cluster),
+            log: tempfile::tempfile().context("cannot create the server's log file")?,
             url: DatabaseUrl::parse("postgres://postgres@127.0.0.1:1/postgres").expect("literal"),
         };
         let data = dir.join("data");
@@ -112,10 +155,7 @@ impl Throwaway {
             );
         }
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("postgres.log"))?;
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.join("postgres.log"), Some(uid), Some(gid))?;
-        }
+        let log = this.log.try_clone()?;
         let child = command(&bin, "postgres", user)
             .arg("-D")
             .arg(&data)
@@ -153,9 +193,10 @@ impl Throwaway {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                let log =
-                    std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
-                bail!("postgres exited ({status}) while starting:\n{log}");
+                bail!(
+                    "postgres exited ({status}) while starting:\n{}",
+                    self.log_text()
+                );
             }
             if Instant::now() > deadline {
                 bail!("postgres did not accept connections within 30 s");
@@ -164,12 +205,21 @@ impl Throwaway {
         }
     }
 
+    /// The start of what the server wrote (it has exited; the file offset is shared with it).
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        let mut log = &self.log;
+        let _ = log.seek(SeekFrom::Start(0));
+        let _ = log.take(64 * 1024).read_to_string(&mut text);
+        text
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.as_ref().map_or(Path::new(""), TempDir::path)
     }
 
     /// Fast shutdown (SIGINT), then removes the directory.
@@ -191,9 +241,10 @@ impl Throwaway {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir)
-                .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        if let Some(dir) = self.dir.take() {
+            let shown = dir.path().display().to_string();
+            dir.close()
+                .with_context(|| format!("cannot remove {shown}"))?;
         }
         Ok(())
     }
@@ -202,5 +253,29 @@ impl Throwaway {
 impl Drop for Throwaway {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn the_cluster_directory_is_new_private_and_the_cluster_users_from_its_creation() {
+        let user = run_as().ok().flatten();
+        let (a, b) = (cluster_dir(user).unwrap(), cluster_dir(user).unwrap());
+        assert_ne!(a.path(), b.path(), "names are not predictable");
+        let meta = std::fs::symlink_metadata(a.path()).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        // SAFETY: geteuid and getegid have no preconditions.
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        assert_eq!((meta.uid(), meta.gid()), user.unwrap_or(me));
+        // The thread's filesystem ids went with it: what this thread makes is still its own.
+        let mine = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(mine.path()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), me);
     }
 }

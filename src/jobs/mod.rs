@@ -8,6 +8,7 @@ mod housekeeping;
 pub mod lease;
 mod partition_maintenance;
 pub mod partitions;
+mod run_lock;
 pub mod runs;
 pub mod scheduler;
 mod validation_cache_cleanup;
@@ -16,13 +17,13 @@ use std::fmt;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::cron::CronSchedule;
 pub use lease::Fence;
+use run_lock::RunLock;
 pub use runs::Trigger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,33 +132,12 @@ pub async fn run(
     trigger: Trigger,
     holder: &str,
 ) -> anyhow::Result<RunOutcome> {
-    let mut lock_conn = ctx.pool.acquire().await?;
-    if !try_lock(job, &mut lock_conn).await? {
+    let Some(lock) = RunLock::try_take(ctx.pool, job).await? else {
         return skipped(ctx, job.as_str(), trigger, holder).await;
-    }
+    };
     let result = run_locked(job, ctx, trigger, holder).await;
-    unlock(job, lock_conn).await;
+    lock.release().await;
     result
-}
-
-/// Takes the job's run lock on `conn`, without waiting; `false` when another run holds it.
-async fn try_lock(job: JobName, conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(job.lock_key())
-        .fetch_one(conn)
-        .await
-}
-
-/// Releases the run lock taken on `lock_conn`.
-async fn unlock(job: JobName, mut lock_conn: PoolConnection<Postgres>) {
-    let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-        .bind(job.lock_key())
-        .fetch_one(&mut *lock_conn)
-        .await;
-    if !matches!(unlocked, Ok(true)) {
-        // Never hand a connection that still holds the lock back to the pool.
-        let _ = lock_conn.detach();
-    }
 }
 
 /// Records and logs a run that found the previous one still going.

@@ -99,7 +99,23 @@ async fn on_tick(job: JobName, shared: Shared, schedule: CronSchedule) {
     let now = Utc::now();
     let due = schedule.latest_at_or_before(now).unwrap_or(now);
     let runs = shared.runs.clone();
-    runs.lock().await.spawn(run_due(job, shared, epoch, due));
+    spawn_reaping(&mut *runs.lock().await, run_due(job, shared, epoch, due));
+}
+
+/// Spawns `run` into `runs` after taking out the runs that have finished, so the set holds
+/// only runs still going, however long the daemon runs. A run that panicked is logged.
+fn spawn_reaping<F>(runs: &mut JoinSet<()>, run: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    while let Some(finished) = runs.try_join_next() {
+        if let Err(e) = finished
+            && e.is_panic()
+        {
+            tracing::error!(event = "job_failed", error = %e, "a maintenance job run panicked");
+        }
+    }
+    runs.spawn(run);
 }
 
 /// Runs `job` under the lease of `epoch`, as due at `due`.
@@ -148,7 +164,9 @@ async fn keep_lease(
 ) {
     let mut renewal = Renewal::every_third_of(ttl);
     while renewal.due(&stop).await {
-        let epoch = match lease::acquire_or_renew(&pool, lease::MAINTENANCE, &holder, ttl).await {
+        // A renewal slower than the lease itself is worthless: the ttl is its deadline.
+        let renew = lease::acquire_or_renew(&pool, lease::MAINTENANCE, &holder, ttl);
+        let epoch = match crate::store::db::deadline(ttl, renew).await {
             Ok(epoch) => {
                 renewal.succeeded();
                 epoch
@@ -171,7 +189,33 @@ async fn keep_lease(
         }
     }
     if leadership.0.swap(0, Ordering::SeqCst) > 0 {
-        let _ = lease::release(&pool, lease::MAINTENANCE, &holder).await;
+        let release = lease::release(&pool, lease::MAINTENANCE, &holder);
+        let _ = crate::store::db::deadline(ttl, release).await;
         tracing::info!(event = "leader_released", holder = %holder);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finished_runs_are_reaped_so_the_set_does_not_grow() {
+        let mut runs = JoinSet::new();
+        for _ in 0..100 {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            spawn_reaping(&mut runs, async move {
+                let _ = done.send(());
+            });
+            // On this one-thread runtime the run has returned once its message is here.
+            finished.await.unwrap();
+        }
+        assert_eq!(runs.len(), 1, "only the latest run, not one per tick");
+        let (_keep, pending) = tokio::sync::oneshot::channel::<()>();
+        spawn_reaping(&mut runs, async move {
+            let _ = pending.await;
+        });
+        spawn_reaping(&mut runs, std::future::ready(()));
+        assert_eq!(runs.len(), 2, "a run still going is kept");
     }
 }

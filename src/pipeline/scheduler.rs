@@ -2,10 +2,11 @@
 //! hash of its service_type), so thousands of services spread evenly instead of firing together.
 //! Each service runs in its own task, so a hung or slow service never delays another; a global
 //! semaphore bounds the checks in flight; a tick missed while a check ran long is skipped, not
-//! burst.
+//! burst. A scheduler that replaces another on a reload takes over its epoch and each service's
+//! last slot, so every service stays on its slot grid.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::placement::{first_slot, next_slot, phase};
+use crate::plan::placement::{LastSlot, next_check, phase};
 use crate::plan::target::Planned;
 use crate::probe::{Check, Prober};
 
@@ -30,7 +31,6 @@ struct Shared {
     prober: Prober,
     semaphore: Arc<Semaphore>,
     interval: Duration,
-    epoch: Instant,
     reports: mpsc::Sender<Report>,
     /// No new checks once cancelled.
     stop: CancellationToken,
@@ -38,15 +38,27 @@ struct Shared {
     abort: CancellationToken,
 }
 
+/// The slot a service's latest check counted for, written by its task as the check starts.
+type LastCell = Arc<Mutex<Option<LastSlot>>>;
+
+fn read(cell: &LastCell) -> Option<LastSlot> {
+    *cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Running {
     planned: Planned,
     stop: CancellationToken,
     handle: JoinHandle<()>,
+    last: LastCell,
 }
 
 pub struct Scheduler {
     shared: Arc<Shared>,
+    /// Slots are counted from here; a scheduler taking over keeps it.
+    epoch: Instant,
     tasks: HashMap<String, Running>,
+    /// The last slots of services a replaced scheduler ran, for their first check here.
+    inherited: HashMap<String, LastSlot>,
 }
 
 impl Scheduler {
@@ -61,12 +73,13 @@ impl Scheduler {
                 prober,
                 semaphore: Arc::new(Semaphore::new(concurrency)),
                 interval,
-                epoch: Instant::now(),
                 reports,
                 stop: CancellationToken::new(),
                 abort: CancellationToken::new(),
             }),
+            epoch: Instant::now(),
             tasks: HashMap::new(),
+            inherited: HashMap::new(),
         }
     }
 
@@ -79,80 +92,117 @@ impl Scheduler {
     }
 
     /// Makes the running set equal `planned`: starts new services, stops removed ones, and
-    /// restarts changed ones (same phase, so a changed port costs no extra check).
+    /// restarts changed ones (same phase and last slot, so a changed port costs no extra check).
     pub fn apply(&mut self, planned: Vec<Planned>) {
         let mut wanted: HashMap<String, Planned> = planned
             .into_iter()
             .map(|p| (p.service_type().to_owned(), p))
             .collect();
+        let mut carried: HashMap<String, LastSlot> = HashMap::new();
         self.tasks
             .retain(|service, running| match wanted.get(service) {
                 Some(p) if *p == running.planned => {
                     wanted.remove(service);
                     true
                 }
-                _ => {
+                changed_or_gone => {
                     running.stop.cancel();
+                    if let (Some(_), Some(last)) = (changed_or_gone, read(&running.last)) {
+                        carried.insert(service.clone(), last);
+                    }
                     false
                 }
             });
         let (added, total) = (wanted.len(), self.tasks.len() + wanted.len());
         for (service, p) in wanted {
-            let stop = self.shared.stop.child_token();
-            let handle = tokio::spawn(service_loop(self.shared.clone(), p.clone(), stop.clone()));
-            self.tasks.insert(
-                service,
-                Running {
-                    planned: p,
-                    stop,
-                    handle,
-                },
-            );
+            let last = carried
+                .remove(&service)
+                .or_else(|| self.inherited.remove(&service));
+            let running = self.spawn(p, last);
+            self.tasks.insert(service, running);
         }
         if added > 0 {
             tracing::debug!(added, total, "scheduler updated");
         }
     }
 
-    /// Stops scheduling; in-flight checks get `grace` to finish, then are abandoned.
-    pub async fn stop(self, grace: Duration) {
+    fn spawn(&self, planned: Planned, last: Option<LastSlot>) -> Running {
+        let stop = self.shared.stop.child_token();
+        let last = Arc::new(Mutex::new(last));
+        let handle = tokio::spawn(service_loop(
+            self.shared.clone(),
+            self.epoch,
+            planned.clone(),
+            stop.clone(),
+            last.clone(),
+        ));
+        Running {
+            planned,
+            stop,
+            handle,
+            last,
+        }
+    }
+
+    /// Takes over from `old`, the scheduler this one replaces on a reload (before any service
+    /// is applied here): `old` stops scheduling at once, and this one keeps its epoch and each
+    /// service's last slot, so every service stays on its slot grid, with no check repeated and
+    /// no compressed first round. Returns `old`'s stop, which lets its in-flight checks finish.
+    pub fn take_over(
+        &mut self,
+        old: Scheduler,
+        grace: Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        // First, so that no old task starts a check (and moves its slot) after the reading.
+        old.shared.stop.cancel();
+        self.epoch = old.epoch;
+        self.inherited = old.inherited.clone();
+        self.inherited.extend(
+            old.tasks
+                .iter()
+                .filter_map(|(service, r)| Some((service.clone(), read(&r.last)?))),
+        );
+        old.stop(grace)
+    }
+
+    /// Stops scheduling at once; the returned future gives in-flight checks `grace` to finish,
+    /// then abandons them.
+    pub fn stop(self, grace: Duration) -> impl Future<Output = ()> + Send + 'static {
         self.shared.stop.cancel();
+        let abort = self.shared.abort.clone();
         let handles: Vec<JoinHandle<()>> = self.tasks.into_values().map(|r| r.handle).collect();
-        let all = futures::future::join_all(handles);
-        tokio::pin!(all);
-        if tokio::time::timeout(grace, &mut all).await.is_err() {
-            tracing::warn!(
-                event = "checks_abandoned",
-                "shutdown grace ran out; cancelling checks still in flight"
-            );
-            self.shared.abort.cancel();
-            all.await;
+        async move {
+            let all = futures::future::join_all(handles);
+            tokio::pin!(all);
+            if tokio::time::timeout(grace, &mut all).await.is_err() {
+                tracing::warn!(
+                    event = "checks_abandoned",
+                    "shutdown grace ran out; cancelling checks still in flight"
+                );
+                abort.cancel();
+                all.await;
+            }
         }
     }
 }
 
-async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationToken) {
+async fn service_loop(
+    shared: Arc<Shared>,
+    epoch: Instant,
+    planned: Planned,
+    stop: CancellationToken,
+    last: LastCell,
+) {
     let phase = phase(planned.service_type(), shared.interval);
-    let mut last_slot: Option<Duration> = None;
+    let mut previous = read(&last);
     loop {
         // From the clock, so a tick missed while a check ran long is skipped, never made up in
-        // a burst; and strictly after the last slot, so a fast check never runs twice in one.
-        let now = shared.epoch.elapsed();
-        let slot = match (last_slot, first_slot(now, phase, shared.interval)) {
-            (None, Some(first)) => {
-                // Counts as this phase's slot: the next check is a whole interval after it.
-                last_slot = Some(phase);
-                first
-            }
-            _ => {
-                let earliest = last_slot.map_or(now, |l| now.max(l + Duration::from_nanos(1)));
-                let slot = next_slot(earliest, phase, shared.interval);
-                last_slot = Some(slot);
-                slot
-            }
-        };
-        let due = shared.epoch + slot;
+        // a burst; and a whole interval after the last slot, so no check runs twice in one.
+        let (slot, counts_for) = next_check(epoch.elapsed(), previous, phase, shared.interval);
+        let due = epoch + slot;
         let permit = tokio::select! {
+            // Stopped first: a stopped task must not start a check its successor also plans.
+            biased;
             () = stop.cancelled() => return,
             permit = async {
                 tokio::time::sleep_until(due).await;
@@ -160,6 +210,12 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
             } => permit,
         };
         let Ok(_permit) = permit else { return };
+        // Written once the check is certain, for a scheduler that takes this one over.
+        previous = Some(LastSlot {
+            slot: counts_for,
+            interval: shared.interval,
+        });
+        *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = previous;
         let lag = tokio::time::Instant::now().saturating_duration_since(due);
         metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG).record(lag.as_secs_f64());
         let check = tokio::select! {
@@ -177,3 +233,7 @@ async fn service_loop(shared: Arc<Shared>, planned: Planned, stop: CancellationT
         }
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

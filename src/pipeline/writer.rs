@@ -2,6 +2,10 @@
 //! write fails it keeps that batch whole, under its id, and retries it as it is with backoff
 //! (newer results wait in the pending batch), so a write that failed after the server committed
 //! is not counted twice; `db_unavailable` / `db_recovered` are logged once per outage.
+//!
+//! Every flush has a deadline (`database.statement_timeout`, on the server and here): a database
+//! that goes silent makes a failed flush, not a stuck writer. What the final flush at shutdown
+//! cannot write goes to `daemon.state_dir` (`store::spill`), to be replayed at the next start.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +19,8 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::observe::metrics::{DB_ERRORS, FLUSH_DURATION};
 use crate::observe::stats::Stats;
-use crate::store::db::Backoff;
-use crate::store::{self, FlushContext, Pending};
+use crate::store::db::{self, Backoff};
+use crate::store::{self, FlushContext, Pending, spill};
 
 pub struct Writer {
     pub pool: PgPool,
@@ -61,6 +65,14 @@ impl Outage {
     }
 }
 
+/// A registry row deleted between the flush's snapshot and its insert: the rollup's foreign key
+/// fails (SQLSTATE 23503) although the database is fine.
+fn deleted_meanwhile(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "23503")
+}
+
 impl Writer {
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().expect("pending batch lock poisoned"))
@@ -68,7 +80,7 @@ impl Writer {
 
     /// Writes the failed batch if there is one, else the pending results. Returns whether there
     /// was anything to write.
-    async fn flush_once(&self, outage: &mut Outage) -> bool {
+    async fn flush_once(&self, outage: &mut Outage, limit: Duration) -> bool {
         if outage.retry_at.is_some_and(|t| Instant::now() < t) {
             return true;
         }
@@ -77,12 +89,20 @@ impl Writer {
         };
         let ctx = self.flush_context();
         let started = Instant::now();
-        let result = store::flush(&self.pool, id, &batch, &ctx, Utc::now()).await;
-        self.stats
-            .db_ok
-            .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        let flush = store::flush(&self.pool, id, &batch, &ctx, Utc::now());
+        let result = db::deadline(limit, flush).await;
+        let raced = result.as_ref().is_err_and(deleted_meanwhile);
+        self.stats.db_ok.store(
+            result.is_ok() || raced,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         match result {
             Ok(()) => self.written(&batch, started, outage),
+            // Not an outage: the next tick writes the same batch again, without that service.
+            Err(e) if raced => {
+                tracing::debug!(error = %e, "a service was deleted while its results were written; retrying");
+                outage.failed = Some((id, batch));
+            }
             Err(e) => outage.write_failed(&e, id, batch),
         }
         true
@@ -137,7 +157,13 @@ impl Writer {
         *outage = Outage::default();
     }
 
-    /// Flushes every `flush_interval` until `stop`, then once more (the final flush).
+    /// The deadline of one flush: the server's statement deadline plus the round trip.
+    fn call_limit(&self) -> Duration {
+        db::call_limit(&self.config.borrow().database)
+    }
+
+    /// Flushes every `flush_interval` until `stop`, then once more (the final flush), and keeps
+    /// on disk what the final flush could not write.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut outage = Outage::default();
         let new_tick = |every: Duration| {
@@ -150,33 +176,60 @@ impl Writer {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    self.flush_once(&mut outage).await;
+                    self.flush_once(&mut outage, self.call_limit()).await;
                 }
                 Ok(()) = self.config.changed() => {
                     tick = new_tick(self.config.borrow_and_update().database.flush_interval);
                 }
             }
         }
-        // The final flush: a failed batch first, then what is pending, one attempt each.
+        self.final_flush(&mut outage).await;
+        let left = self.take();
+        let failed = outage.failed.take();
+        let mut batches: Vec<(uuid::Uuid, &Pending)> = Vec::new();
+        if let Some((id, batch)) = &failed {
+            batches.push((*id, batch));
+        }
+        if !left.is_empty() {
+            batches.push((uuid::Uuid::new_v4(), &left));
+        }
+        if !batches.is_empty() {
+            self.keep_on_disk(&batches);
+        }
+    }
+
+    /// A failed batch first, then what is pending: one attempt each, together within one
+    /// statement deadline (the shutdown's budget for the database).
+    async fn final_flush(&self, outage: &mut Outage) {
+        let end = Instant::now() + self.config.borrow().database.statement_timeout;
         for _ in 0..2 {
             outage.retry_at = None;
-            if !self.flush_once(&mut outage).await || outage.failed.is_some() {
+            let limit = end.saturating_duration_since(Instant::now());
+            if limit.is_zero() || !self.flush_once(outage, limit).await || outage.failed.is_some() {
                 break;
             }
         }
-        let left = self.take();
-        let failed = outage
-            .failed
-            .take()
-            .map(|(_, batch)| batch)
-            .unwrap_or_default();
-        if !left.is_empty() || !failed.is_empty() {
-            tracing::error!(
-                event = "results_lost",
-                services = left.status.len().max(failed.status.len()),
-                checks = left.checks() + failed.checks(),
-                "database unreachable at shutdown; these results were not written"
-            );
-        }
+    }
+
+    /// Writes `batches` to the state directory (`results_spilled`), or says they are lost.
+    fn keep_on_disk(&self, batches: &[(uuid::Uuid, &Pending)]) {
+        let checks: i64 = batches.iter().map(|(_, b)| b.checks()).sum();
+        let services = batches
+            .iter()
+            .map(|(_, b)| b.status.len())
+            .max()
+            .unwrap_or(0);
+        let dir = self.config.borrow().daemon.state_dir.clone();
+        let why = match dir.as_deref().map(|dir| spill::save(dir, batches)) {
+            Some(Ok(file)) => {
+                tracing::warn!(event = "results_spilled", services, checks, file = %file.display(),
+                               "database unreachable at shutdown; results kept for the next start");
+                return;
+            }
+            Some(Err(e)) => format!("cannot write the state directory: {e}"),
+            None => "no daemon.state_dir (or $STATE_DIRECTORY) to keep them in".to_owned(),
+        };
+        tracing::error!(event = "results_lost", services, checks, reason = %why,
+                        "database unreachable at shutdown; these results were not written");
     }
 }

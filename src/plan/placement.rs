@@ -43,6 +43,42 @@ pub fn first_slot(elapsed: Duration, phase: Duration, interval: Duration) -> Opt
     (elapsed < interval.mul_f64(FIRST_ROUND)).then(|| phase.mul_f64(FIRST_ROUND).max(elapsed))
 }
 
+/// The slot a service's latest check counted for, on the grid of `interval` (the interval the
+/// scheduler ran that check with, which a reload may have changed since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSlot {
+    pub slot: Duration,
+    pub interval: Duration,
+}
+
+/// A service's next check, `elapsed` since the scheduler's epoch: when it is due, and the slot
+/// it counts for (they differ only in the compressed first round). Without a last check, the
+/// first round's slot or the next one on the grid; after one, the first slot of the grid at
+/// least the shorter of the old and new intervals after it, and not before now. So a service
+/// never runs twice in one slot, a tick missed while a check ran long is skipped rather than
+/// made up in a burst, and a scheduler that takes over from another (a reload) with the same
+/// epoch keeps every service on its grid: no check repeated, none moved early.
+pub fn next_check(
+    elapsed: Duration,
+    last: Option<LastSlot>,
+    phase: Duration,
+    interval: Duration,
+) -> (Duration, Duration) {
+    match (last, first_slot(elapsed, phase, interval)) {
+        // Counts as this phase's slot: the next check is a whole interval after it.
+        (None, Some(first)) => (first, phase),
+        (None, None) => {
+            let slot = next_slot(elapsed, phase, interval);
+            (slot, slot)
+        }
+        (Some(last), _) => {
+            let earliest = elapsed.max(last.slot + interval.min(last.interval));
+            let slot = next_slot(earliest, phase, interval);
+            (slot, slot)
+        }
+    }
+}
+
 /// A member's weight for a service: FNV-1a, then the splitmix64 finaliser, so ids that differ
 /// in one character still rank services independently.
 fn weight(member: &str, service: &str) -> u64 {
@@ -132,6 +168,41 @@ mod tests {
                 "{elapsed:?} {phase:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_next_check_stays_on_the_grid_after_a_takeover() {
+        let s = Duration::from_secs;
+        let (phase, interval) = (s(7), s(10));
+        let last = |slot, interval| Some(LastSlot { slot, interval });
+        let cases = [
+            // (elapsed, last check, want (due, counts for))
+            (s(0), None, (s(7).mul_f64(0.6), s(7))),
+            (s(5), None, (s(5), s(7))),
+            (s(20), None, (s(27), s(27))),
+            // Taken over right after a check, or with its next one still ahead: its next slot.
+            (s(27), last(s(27), interval), (s(37), s(37))),
+            (s(33), last(s(27), interval), (s(37), s(37))),
+            // In the first round, after the compressed first check: one interval after the phase.
+            (s(5), last(s(7), interval), (s(17), s(17))),
+            // A check that ran long: the missed slots are skipped.
+            (s(58), last(s(27), interval), (s(67), s(67))),
+            // The interval halved from 20 s: at least the new interval after the last check.
+            (s(28), last(s(27), s(20)), (s(37), s(37))),
+        ];
+        for (elapsed, last, want) in cases {
+            assert_eq!(
+                next_check(elapsed, last, phase, interval),
+                want,
+                "{elapsed:?} {last:?}"
+            );
+        }
+        // The interval doubled from 5 s, and with it the phase moved (3 s now): the first slot
+        // of the new grid at least the old interval after the last check, never sooner.
+        assert_eq!(
+            next_check(s(28), last(s(27), s(5)), s(3), interval),
+            (s(33), s(33))
+        );
     }
 
     fn members(n: usize) -> Vec<String> {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sqlx::types::Json;
 
 use crate::config::{ProbeConfig, StatusSet};
+use crate::text::{echo, redact_url};
 
 /// One `service_registry` row, as much of it as probing needs. Values are as stored: turning a
 /// row into a probe target (and rejecting a bad one) is [`plan`]'s job.
@@ -71,7 +72,8 @@ struct HealthOverrides {
     timeout: Option<String>,
     expected_status: Option<String>,
     method: Option<String>,
-    headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Kept as JSON and checked by [`headers`], so that no serde error can echo a value.
+    headers: Option<serde_json::Value>,
     body_contains: Option<String>,
 }
 
@@ -90,10 +92,11 @@ impl Planned {
         }
     }
 
-    pub fn url(&self) -> &str {
+    /// The URL as logs and output show it: its userinfo (if any) is `***`.
+    pub fn url(&self) -> String {
         match self {
-            Planned::Probe(t) => t.url.as_str(),
-            Planned::Invalid(i) => &i.url,
+            Planned::Probe(t) => redact_url(t.url.as_str()).into_owned(),
+            Planned::Invalid(i) => i.url.clone(),
         }
     }
 }
@@ -108,13 +111,14 @@ pub fn plan(row: &RegistryRow, probe: &ProbeConfig) -> Planned {
         Ok(t) => Planned::Probe(t),
         Err(reason) => Planned::Invalid(InvalidTarget {
             service_type: row.service_type.clone(),
-            url: raw_url(row, probe),
+            url: redact_url(&raw_url(row, probe)).into_owned(),
             reason,
         }),
     }
 }
 
-/// The URL as the row describes it, for logs, even when it is not valid.
+/// The URL as the row describes it, even when it is not valid; it may hold credentials, so
+/// only its [`redact_url`] form is shown.
 fn raw_url(row: &RegistryRow, probe: &ProbeConfig) -> String {
     match row
         .base_url
@@ -150,7 +154,7 @@ fn build(row: &RegistryRow, probe: &ProbeConfig) -> Result<Target, String> {
     let timeout = timeout(overrides.timeout.as_deref(), probe)?;
     let expected_status = expected_status(overrides.expected_status.as_deref(), probe)?;
     let method = method(overrides.method.as_deref())?;
-    let headers = headers(overrides.headers.unwrap_or_default())?;
+    let headers = headers(overrides.headers)?;
     check_body_contains(overrides.body_contains.as_deref(), method)?;
     Ok(Target {
         service_type: row.service_type.clone(),
@@ -181,8 +185,9 @@ fn target_url(row: &RegistryRow, probe: &ProbeConfig) -> Result<url::Url, String
             text.len()
         ));
     }
-    let url = url::Url::parse(&text).map_err(|e| format!("URL {text:?} does not parse ({e})"))?;
-    check_url(&url, &text)?;
+    let shown = echo(&redact_url(&text));
+    let url = url::Url::parse(&text).map_err(|e| format!("URL {shown} does not parse ({e})"))?;
+    check_url(&url, &shown)?;
     Ok(url)
 }
 
@@ -201,8 +206,9 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An http(s) URL with a host and no credentials; `text` is the URL as the row wrote it.
-fn check_url(url: &url::Url, text: &str) -> Result<(), String> {
+/// An http(s) URL with a host; `shown` is the URL as an error may show it. Credentials are
+/// allowed: the prober sends them as basic auth, to the target's origin only.
+fn check_url(url: &url::Url, shown: &str) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "URL scheme must be http or https, not {:?}",
@@ -210,12 +216,7 @@ fn check_url(url: &url::Url, text: &str) -> Result<(), String> {
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("URL {text:?} has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "credentials in base_url are not allowed; use service_config.health.headers".into(),
-        );
+        return Err(format!("URL {shown} has no host"));
     }
     Ok(())
 }
@@ -257,25 +258,55 @@ fn method(raw: Option<&str>) -> Result<Method, String> {
     }
 }
 
-/// `health.headers`: at most [`MAX_HEADERS`], each a valid header name and value.
-fn headers(
-    headers: std::collections::BTreeMap<String, String>,
-) -> Result<Vec<(String, String)>, String> {
-    let headers: Vec<(String, String)> = headers.into_iter().collect();
-    if headers.len() > MAX_HEADERS {
+/// `health.headers`: an object of at most [`MAX_HEADERS`] valid header names and string
+/// values. Values are often secrets (API keys, tokens), so no error shows one: it names the
+/// header and the JSON type it found.
+fn headers(raw: Option<serde_json::Value>) -> Result<Vec<(String, String)>, String> {
+    let map = match raw {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Object(map)) => map,
+        Some(other) => {
+            return Err(format!(
+                "health.headers must be an object, not {}",
+                json_type(&other)
+            ));
+        }
+    };
+    if map.len() > MAX_HEADERS {
         return Err(format!(
             "health.headers has {} entries (max {MAX_HEADERS})",
-            headers.len()
+            map.len()
         ));
     }
-    for (name, value) in &headers {
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let shown = echo(&name);
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("health.headers: {name:?} is not a header name"))?;
-        reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-            format!("health.headers: the value of {name:?} is not a valid header value")
+            .map_err(|_| format!("health.headers: \"{shown}\" is not a header name"))?;
+        let serde_json::Value::String(value) = value else {
+            return Err(format!(
+                "health.headers.{shown}: the value must be a string, not {}",
+                json_type(&value)
+            ));
+        };
+        reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            format!("health.headers.{shown}: the value is not a valid header value")
         })?;
+        headers.push((name, value));
     }
     Ok(headers)
+}
+
+/// The JSON type of `value`, for errors that must not show the value itself.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// `health.body_contains`: 1 to [`MAX_BODY_CONTAINS`] bytes, and a method that has a body.
@@ -394,8 +425,8 @@ mod tests {
                 "scheme must be http or https",
             ),
             (
-                row(80, Some("http://u:p@h"), "/h", json!({})),
-                "credentials in base_url",
+                row(80, None, "/h", json!({"health": {"headers": ["X-A"]}})),
+                "health.headers must be an object, not an array",
             ),
             (
                 row(80, None, "/h", json!({"health": {"timeout": "soon"}})),
@@ -467,5 +498,50 @@ mod tests {
         assert!(t.expected_status.contains(204) && !t.expected_status.contains(201));
         assert_eq!(t.method, Method::Head);
         assert_eq!(t.headers, [("X-Probe".to_owned(), "healthd".to_owned())]);
+    }
+
+    #[test]
+    fn credentials_are_kept_for_the_probe_and_hidden_everywhere_else() {
+        let r = row(80, Some("http://monitor:PASS@h:81"), "/h", json!({}));
+        let planned = plan(&r, &probe());
+        let Planned::Probe(t) = &planned else {
+            panic!("{planned:?}")
+        };
+        assert_eq!(
+            (t.url.username(), t.url.password()),
+            ("monitor", Some("PASS"))
+        );
+        assert_eq!(planned.url(), "http://***@h:81/h");
+
+        let bad = row(80, Some("http://monitor:PASS@[::1"), "/h", json!({}));
+        let Planned::Invalid(i) = plan(&bad, &probe()) else {
+            panic!("accepted")
+        };
+        assert_eq!(i.url, "http://***@[::1/h");
+        assert!(
+            i.reason.contains("http://***@[::1/h does not parse"),
+            "{}",
+            i.reason
+        );
+        assert!(!format!("{i:?}").contains("PASS"));
+    }
+
+    #[test]
+    fn no_error_shows_a_header_value() {
+        for value in [
+            json!("Bearer SECRET"),
+            json!({"X-Api-Key": 12345}),
+            json!({"X-Api-Key": {"token": "SECRET"}}),
+            json!({"X-Api-Key": ["SECRET"]}),
+            json!({"X-Api-Key": "SECRET\n"}),
+        ] {
+            let r = row(80, None, "/h", json!({"health": {"headers": value}}));
+            let reason = reason_of(&r);
+            assert!(reason.starts_with("health.headers"), "{reason}");
+            assert!(
+                !reason.contains("SECRET") && !reason.contains("12345"),
+                "{reason}"
+            );
+        }
     }
 }

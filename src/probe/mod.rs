@@ -3,9 +3,12 @@
 //!
 //! Like blackbox_exporter and the kubelet, every check opens a new connection (the client keeps
 //! no idle connections), the whole check (connect, request, capped body read) is bounded by
-//! the target's timeout, and at most `max_body_bytes` of the body are read.
+//! the target's timeout, and at most `max_body_bytes` of the body are read. Redirects are
+//! followed by `redirect`, which keeps the row's headers and credentials on the target's origin.
 
-use std::error::Error as _;
+mod classify;
+mod redirect;
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::ProbeConfig;
 use crate::plan::target::{Method, Planned, Target};
+use crate::text::redact_urls;
+use classify::classify;
+use redirect::Hop;
 
 /// The failure classes of DESIGN.md; `error_message` is `KIND: detail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,8 +78,10 @@ pub enum Outcome {
 const MAX_DETAIL: usize = 512;
 
 impl Outcome {
+    /// A failure whose `detail` is stored and logged: any URL in it loses its userinfo, and it
+    /// is cut to [`MAX_DETAIL`] bytes.
     pub fn failure(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        let mut detail = detail.into();
+        let mut detail = redact_urls(&detail.into()).into_owned();
         if detail.len() > MAX_DETAIL {
             let mut cut = MAX_DETAIL;
             while !detail.is_char_boundary(cut) {
@@ -118,24 +126,22 @@ pub struct Check {
 pub struct Prober {
     client: reqwest::Client,
     max_body_bytes: usize,
+    follow_redirects: usize,
 }
 
 impl Prober {
     pub fn new(config: &ProbeConfig) -> anyhow::Result<Self> {
-        let redirect = match config.follow_redirects {
-            0 => reqwest::redirect::Policy::none(),
-            n => reqwest::redirect::Policy::limited(n as usize),
-        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("mcp-healthd/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(0)
-            .redirect(redirect)
+            .redirect(reqwest::redirect::Policy::none()) // followed by `follow`
             .no_proxy()
             .tcp_nodelay(true)
             .build()?;
         Ok(Self {
             client,
             max_body_bytes: config.max_body_bytes,
+            follow_redirects: config.follow_redirects as usize,
         })
     }
 
@@ -173,9 +179,9 @@ impl Prober {
     }
 
     async fn exchange(&self, target: &Target) -> Outcome {
-        let mut response = match self.request(target).send().await {
+        let mut response = match self.follow(target).await {
             Ok(r) => r,
-            Err(e) => return classify(&e),
+            Err(outcome) => return outcome,
         };
         // Read (at most max_body_bytes of) the body: a check is over when its body is.
         let mut body = Vec::new();
@@ -187,16 +193,47 @@ impl Prober {
         judge(target, &response, &body)
     }
 
-    /// The target's request, with its extra headers.
-    fn request(&self, target: &Target) -> reqwest::RequestBuilder {
-        let method = match target.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-        };
-        let mut request = self.client.request(method, target.url.clone());
-        for (name, value) in &target.headers {
-            request = request.header(name, value);
+    /// Sends the target's request and follows up to `probe.follow_redirects` redirects; the
+    /// last response, or the failure that ended the chain.
+    async fn follow(&self, target: &Target) -> Result<reqwest::Response, Outcome> {
+        let mut hop = Hop::first(target);
+        let mut followed = 0;
+        loop {
+            let response = self
+                .request(target, &hop)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if self.follow_redirects == 0 {
+                return Ok(response); // a redirect is judged, and fails, as it is
+            }
+            let location = response.headers().get(reqwest::header::LOCATION);
+            let location = location.and_then(|l| l.to_str().ok());
+            hop = match redirect::next(&hop, response.status(), location) {
+                None => return Ok(response),
+                Some(Err(detail)) => return Err(Outcome::failure(ErrorKind::Redirect, detail)),
+                Some(Ok(_)) if followed == self.follow_redirects => {
+                    return Err(Outcome::failure(
+                        ErrorKind::Redirect,
+                        format!("too many redirects (more than {followed})"),
+                    ));
+                }
+                Some(Ok(next)) => next,
+            };
+            followed += 1;
+        }
+    }
+
+    /// One request of a check: the row's headers and credentials go only to the target's
+    /// own origin.
+    fn request(&self, target: &Target, hop: &Hop) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .request(hop.method.clone(), hop.request_url(target));
+        if hop.is_target_origin(target) {
+            for (name, value) in &target.headers {
+                request = request.header(name, value);
+            }
         }
         request
     }
@@ -259,79 +296,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Sorts a transport error into one KIND, with the most specific cause as the detail.
-fn classify(e: &reqwest::Error) -> Outcome {
-    let causes: Vec<&(dyn std::error::Error + 'static)> =
-        std::iter::successors(e.source(), |&c| c.source()).collect();
-    let kind = kind_of(e, &causes);
-    let detail = if kind == ErrorKind::Redirect && causes.is_empty() {
-        e.to_string()
-    } else {
-        causes
-            .last()
-            .map_or_else(|| e.to_string(), |c| c.to_string())
-    };
-    Outcome::failure(kind, detail)
-}
-
-/// The KIND of a transport error, from reqwest's own flags and the error's `causes`; the
-/// first test that matches wins.
-fn kind_of(e: &reqwest::Error, causes: &[&(dyn std::error::Error + 'static)]) -> ErrorKind {
-    let any =
-        |pred: fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|c| pred(*c));
-    if e.is_redirect() {
-        ErrorKind::Redirect
-    } else if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if any(is_tls) {
-        ErrorKind::Tls
-    } else if any(|c| c.to_string().starts_with("dns error")) {
-        ErrorKind::Dns
-    } else if e.is_connect() {
-        ErrorKind::Connect
-    } else if any(is_parse_error) {
-        ErrorKind::Protocol
-    } else if any(is_connection_lost) {
-        ErrorKind::Connect
-    } else if e.is_body() || e.is_decode() {
-        ErrorKind::Body
-    } else {
-        ErrorKind::Protocol
-    }
-}
-
-fn is_tls(c: &(dyn std::error::Error + 'static)) -> bool {
-    // hyper-rustls wraps the handshake error in io::Errors, whose source() skips it.
-    c.is::<rustls::Error>()
-        || c.downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .is_some_and(|inner| {
-                inner.is::<rustls::Error>()
-                    || inner
-                        .downcast_ref::<std::io::Error>()
-                        .and_then(std::io::Error::get_ref)
-                        .is_some_and(|i| i.is::<rustls::Error>())
-            })
-}
-
-/// hyper could not parse the response (or its status line).
-fn is_parse_error(c: &(dyn std::error::Error + 'static)) -> bool {
-    c.downcast_ref::<hyper::Error>()
-        .is_some_and(|h| h.is_parse() || h.is_parse_status())
-}
-
-/// The connection was reset, aborted or broken mid-exchange.
-fn is_connection_lost(c: &(dyn std::error::Error + 'static)) -> bool {
-    c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-        matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +336,18 @@ mod tests {
             panic!()
         };
         assert!(detail.len() <= MAX_DETAIL + 3 && detail.ends_with("..."));
+    }
+
+    #[test]
+    fn details_never_hold_credentials() {
+        let o = Outcome::failure(
+            ErrorKind::Redirect,
+            "HTTP 302 to http://monitor:PASS@elsewhere/h (expected 200-299)",
+        );
+        assert_eq!(
+            o.error_message().as_deref(),
+            Some("redirect: HTTP 302 to http://***@elsewhere/h (expected 200-299)")
+        );
     }
 
     #[test]

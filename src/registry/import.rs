@@ -1,6 +1,7 @@
 //! `registry import DIR`: one `DIR/<service>/config.json` per service (the layout the original
 //! design's migration 009 read from `mcp-ports/*/config.json`), validated as a whole and upserted
-//! in one transaction. Nothing is applied unless every file is valid.
+//! in one transaction, as one set: ports must be unique when it commits, so services may swap
+//! ports in one import. Nothing is applied unless every file is valid.
 //!
 //! A file holds: `service_type` (defaults to the directory's name), `display_name`, `port`,
 //! and optionally `name`, `category`, `auth_type` (`api_key`, `oauth2`, `basic_auth`, `none`),
@@ -350,6 +351,10 @@ pub async fn apply(pool: &PgPool, entries: &[Entry], prune: bool) -> Result<Summ
     let mut tx = pool.begin().await?;
     // Serialise concurrent imports; the registry is small.
     sqlx::query("LOCK TABLE service_registry IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    // Ports are unique in the set being applied, not after each row: two services may swap.
+    sqlx::query("SET CONSTRAINTS service_registry_port_key DEFERRED")
         .execute(&mut *tx)
         .await?;
     let existing = load_existing(&mut tx).await?;

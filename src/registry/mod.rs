@@ -26,10 +26,13 @@ pub const CHANNEL: &str = "mcp_healthd_registry";
 
 /// Sends the available rows whenever they change: at once on a NOTIFY from the registry's
 /// trigger, and every `refresh` in any case (a notification can be lost while the listening
-/// connection is down). Runs until `stop`.
+/// connection is down). A refresh that fails keeps the last registry; the first failure of an
+/// outage is logged (`registry_refresh_failed`, warn) and so is the end of it
+/// (`registry_refresh_recovered`), not every refresh in between. Runs until `stop`.
 pub async fn watch(
     pool: PgPool,
     refresh: std::time::Duration,
+    limit: std::time::Duration,
     changes: tokio::sync::mpsc::Sender<Vec<RegistryRow>>,
     mut last: Vec<RegistryRow>,
     stop: tokio_util::sync::CancellationToken,
@@ -37,15 +40,17 @@ pub async fn watch(
     use sqlx::postgres::PgListener;
 
     let mut listener: Option<PgListener> = None;
+    let mut failing = false;
     loop {
         // A change made before LISTEN took effect (at start, or while the listening connection
         // was down) sent no notification we could hear: reload at once after (re)listening.
         let mut just_listening = false;
         if listener.is_none() {
-            listener = match PgListener::connect_with(&pool).await {
-                Ok(mut l) => l.listen(CHANNEL).await.ok().map(|()| l),
-                Err(_) => None,
+            let listen = async {
+                let mut l = PgListener::connect_with(&pool).await?;
+                l.listen(CHANNEL).await.map(|()| l)
             };
+            listener = crate::store::db::deadline(limit, listen).await.ok();
             just_listening = listener.is_some();
         }
         if !just_listening {
@@ -67,17 +72,31 @@ pub async fn watch(
                 }
             }
         }
-        match load_available(&pool).await {
-            Ok(rows) if rows != last => {
-                last = rows.clone();
-                if changes.send(rows).await.is_err() {
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "registry refresh failed; keeping the last registry")
+        let loaded = crate::store::db::deadline(limit, load_available(&pool)).await;
+        log_outage(&mut failing, loaded.as_ref().err());
+        if let Ok(rows) = loaded
+            && rows != last
+        {
+            last = rows.clone();
+            if changes.send(rows).await.is_err() {
+                return;
             }
         }
+    }
+}
+
+/// Logs the first failed refresh of an outage at warn, and the first good one after it.
+fn log_outage(failing: &mut bool, error: Option<&sqlx::Error>) {
+    match (std::mem::replace(failing, error.is_some()), error) {
+        (false, Some(e)) => tracing::warn!(
+            event = "registry_refresh_failed",
+            error = %e,
+            "cannot reload the registry; checking the last one loaded until the database answers"
+        ),
+        (true, None) => tracing::info!(
+            event = "registry_refresh_recovered",
+            "the registry reloads again"
+        ),
+        _ => {}
     }
 }

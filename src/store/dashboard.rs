@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::text::escape_control;
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DashboardRow {
     pub service_type: String,
@@ -75,15 +77,21 @@ pub fn service_width<'a>(services: impl IntoIterator<Item = &'a str>) -> usize {
     services.into_iter().map(str::len).max().unwrap_or(7).max(7)
 }
 
-/// The table, grouped by category, with a one-line summary at the end.
+/// The table, grouped by category, with a one-line summary at the end. The database's text is
+/// escaped: a registry row must not be able to drive the reader's terminal.
 pub fn render(rows: &[DashboardRow], now: DateTime<Utc>, color: bool) -> String {
-    let width = service_width(rows.iter().map(|r| r.service_type.as_str()));
+    let services: Vec<_> = rows
+        .iter()
+        .map(|r| escape_control(&r.service_type))
+        .collect();
+    let width = service_width(services.iter().map(|s| s.as_ref()));
     let mut out = String::new();
     let mut category: Option<&str> = None;
-    for r in rows {
+    for (r, service) in rows.iter().zip(&services) {
         let this = r.category.as_deref().unwrap_or("(no category)");
         if category != Some(this) {
-            let _ = writeln!(out, "{}{this}", if category.is_some() { "\n" } else { "" });
+            let gap = if category.is_some() { "\n" } else { "" };
+            let _ = writeln!(out, "{gap}{}", escape_control(this));
             let _ = writeln!(
                 out,
                 "  {:<width$}  {:<11}  {:>8}  {:>8}  {:>10}  ERROR",
@@ -100,16 +108,15 @@ pub fn render(rows: &[DashboardRow], now: DateTime<Utc>, color: bool) -> String 
         let _ = writeln!(
             out,
             "  {:<width$}  {}  {:>8}  {:>8}  {:>10}  {}",
-            r.service_type,
-            paint(&r.status, color),
+            service,
+            paint(&escape_control(&r.status), color),
             latency,
             uptime,
             ago(r.last_health_check, now),
-            if r.status == "up" {
-                ""
-            } else {
-                r.error_message.as_deref().unwrap_or("")
-            }
+            escape_control(match r.status.as_str() {
+                "up" => "",
+                _ => r.error_message.as_deref().unwrap_or(""),
+            })
         );
     }
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();

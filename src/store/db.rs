@@ -29,9 +29,14 @@ pub enum DbError {
         source: sqlx::migrate::MigrateError,
     },
     #[error(
-        "the schema of {url} is behind this binary (pending migrations: {pending:?}); run `mcp-healthd migrate` as the schema owner"
+        "{} migrations pending: run `mcp-healthd migrate` (as the schema owner); the schema of {url} lacks {pending:?}",
+        .pending.len()
     )]
     Behind { url: String, pending: Vec<i64> },
+    #[error(
+        "database {name} does not exist on {url}: run `mcp-healthd migrate` to create it (this command does not)"
+    )]
+    Missing { name: String, url: String },
     #[error(
         "{url} has migrations this binary does not know ({unknown:?}); run the newer mcp-healthd or upgrade this one"
     )]
@@ -57,14 +62,49 @@ pub struct Applied {
     pub description: String,
 }
 
-fn connect_options(url: &DatabaseUrl) -> Result<PgConnectOptions, DbError> {
-    url.expose()
+/// The server-side deadlines of every session: no statement runs longer than
+/// `statement_timeout`, and no transaction idles longer, so a stalled daemon never holds locks.
+fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
+    let ms = config.statement_timeout.as_millis().max(1).to_string();
+    config
+        .url
+        .expose()
         .parse::<PgConnectOptions>()
-        .map(|o| o.application_name("mcp-healthd"))
+        .map(|o| {
+            o.application_name("mcp-healthd").options([
+                ("statement_timeout", ms.as_str()),
+                ("idle_in_transaction_session_timeout", ms.as_str()),
+            ])
+        })
         .map_err(|source| DbError::Connect {
-            url: url.to_string(),
+            url: config.url.to_string(),
             source,
         })
+}
+
+/// The client-side deadline of one database call: a server that has gone silent (stopped, or a
+/// network that drops packets) does not answer even its own `statement_timeout`. A call that
+/// takes longer than `limit` fails with a timed-out I/O error, like any lost connection.
+pub async fn deadline<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = sqlx::Result<T>>,
+) -> sqlx::Result<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the database within {}",
+                humantime::format_duration(limit)
+            ),
+        ))),
+    }
+}
+
+/// The client-side limit for one call: the server's own deadline plus a little for the round
+/// trip, so that a statement the server cancels reports the server's error, not ours.
+pub fn call_limit(config: &DatabaseConfig) -> Duration {
+    config.statement_timeout + Duration::from_secs(1)
 }
 
 /// Opens a pool; fails after `connect_timeout` if the server does not answer.
@@ -75,7 +115,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         // A dead connection surfaces as an error on use, which every caller handles; a ping
         // before each use would double the round trips of the status path.
         .test_before_acquire(false)
-        .connect_with(connect_options(&config.url)?)
+        .connect_with(connect_options(config)?)
         .await
         .map_err(|source| DbError::Connect {
             url: config.url.to_string(),
@@ -105,16 +145,29 @@ pub async fn ensure_database(url: &DatabaseUrl) -> Result<bool, DbError> {
 }
 
 /// Applies pending migrations (under the migrator's advisory lock, so several daemons starting
-/// together are safe) and returns the ones this call applied, oldest first.
+/// together are safe) and returns the ones this call applied, oldest first. Migrations run
+/// without the session's statement deadline: converting a large table may take minutes.
 pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<Vec<Applied>, DbError> {
     let before: HashSet<i64> = applied_versions(pool).await?;
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|source| DbError::Migrate {
-            url: url.to_string(),
-            source,
-        })?;
+    // One connection of its own, whose options (later ones win) lift the deadline.
+    let unlimited = (*pool.connect_options())
+        .clone()
+        .options([("statement_timeout", "0")]);
+    let migrating = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(unlimited)
+        .await?;
+    // A database holding the original design's tables (its migration 008) is converted in
+    // place first, in one transaction with every migration: see `store::adopt`.
+    let ran = match super::adopt::original_design(&migrating, &MIGRATOR).await {
+        Ok(_) => MIGRATOR.run(&migrating).await,
+        Err(e) => Err(e),
+    };
+    migrating.close().await;
+    ran.map_err(|source| DbError::Migrate {
+        url: url.to_string(),
+        source,
+    })?;
     Ok(MIGRATOR
         .iter()
         .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
@@ -163,8 +216,8 @@ pub async fn check_current(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbErr
 }
 
 /// Connects; with `auto_migrate`, creates the database if missing and applies pending
-/// migrations, otherwise only checks that none is pending. The one-shot commands use this;
-/// `run` uses it with retries around it.
+/// migrations, otherwise only checks that none is pending. Only `run` (with retries around it)
+/// and the demo use this: every other command opens with [`open_current`].
 pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbError> {
     if config.auto_migrate {
         ensure_database(&config.url).await?;
@@ -177,6 +230,27 @@ pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbE
         check_current(&pool, &config.url).await?;
         Ok((pool, Vec::new()))
     }
+}
+
+/// Connects for a command that must not change the schema (every command but `run` and
+/// `migrate`, whatever `auto_migrate` says): never creates the database and never migrates;
+/// fails, saying so, when the database does not exist or migrations are pending.
+pub async fn open_current(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let pool = connect(config).await.map_err(|e| match e {
+        DbError::Connect {
+            url,
+            source: sqlx::Error::Database(db),
+        } if db.code().as_deref() == Some("3D000") => DbError::Missing {
+            name: config.url.database_name().unwrap_or_default(),
+            url,
+        },
+        other => other,
+    })?;
+    if let Err(e) = check_current(&pool, &config.url).await {
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(pool)
 }
 
 /// Exponential backoff with a ceiling, for reconnecting: 0.5 s, 1 s, 2 s, ... up to `max`.

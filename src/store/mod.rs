@@ -1,14 +1,18 @@
 //! PostgreSQL: the pool, the database and its migrations (`db`); what the prober writes, each
 //! a single statement so nothing is left half-done (`pending` batch and its `status` flush);
 //! what operators read (`dashboard`, the `service_health_dashboard` view); and the operator-run
-//! move off the legacy tables (`legacy`).
+//! move off the legacy tables (`legacy`); and results kept on disk across a restart when the
+//! database was away at exit (`spill`); converting, before the migrations run, a database that
+//! has the original design's schema (`adopt`).
 //!
 //! May import: `config`, `clock`, `plan`, `observe`, `probe` (the results it stores).
 
+pub mod adopt;
 pub mod dashboard;
 pub mod db;
 pub mod legacy;
 mod pending;
+pub mod spill;
 mod status;
 
 pub use pending::{Pending, RollupDelta, StatusRow};

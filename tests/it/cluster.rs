@@ -175,17 +175,19 @@ async fn a_service_taken_over_while_down_stays_down_without_a_second_alert() {
         |e| e["event"] == "membership_changed" && e["members"] == 2,
         Duration::from_secs(15),
     );
-    let members: Vec<String> = sqlx::query_scalar(
-        "SELECT daemon_id FROM daemon_heartbeats WHERE expires_at > now() ORDER BY daemon_id",
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT daemon_id, instance FROM daemon_heartbeats WHERE expires_at > now() ORDER BY daemon_id",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
     let pid_of = |id: &str| id.split(':').nth(1).unwrap().parse::<u32>().unwrap();
-    let a_id = members
+    let members: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
+    let a_id = rows
         .iter()
-        .find(|id| pid_of(id) == a.pid())
+        .find(|(_, instance)| pid_of(instance) == a.pid())
         .expect("A's heartbeat")
+        .0
         .clone();
     // A failing service that A owns while both run.
     let name = (0..)

@@ -84,6 +84,85 @@ fn all_problems_of_a_file_are_reported_together() {
     assert_eq!(keys, ["probe.interval", "probe.concurrency", "log.format"]);
 }
 
+/// A file with one of every kind of problem: a wrong type, unknown keys in two sections, a bad
+/// duration, an out-of-range integer and a `log.level` of `level_len` characters.
+fn many_errors(level_len: usize) -> String {
+    format!(
+        "[database]\nmax_connections = \"eight\"\ncolour = \"blue\"\n\
+         [probe]\ninterval = \"5 parsecs\"\nconcurrency = 0\nintervall = \"30s\"\n\
+         [log]\nlevel = \"{}\"\n",
+        "v".repeat(level_len)
+    )
+}
+
+/// Each problem of [`many_errors`], as its line of the message starts.
+const MANY_ERRORS: [&str; 6] = [
+    "\n  database.max_connections: invalid type: string \"eight\", expected an integer",
+    "\n  database.colour: unknown key (known here: `url`, ",
+    "\n  probe.interval: invalid duration \"5 parsecs\"",
+    "\n  probe.concurrency: must be between 1 and 100000, not 0",
+    "\n  probe.intervall: unknown key (known here: `interval`, ",
+    "\n  log.level: \"vvvvvvvvvv",
+];
+
+/// Every problem is listed, in the order of the keys, and the long value is cut to about 80
+/// characters: the message stays a few lines whatever the file holds.
+fn assert_all_listed(message: &str, level_len: usize) {
+    let mut at = 0;
+    for line in MANY_ERRORS {
+        let found = message[at..].find(line);
+        assert!(
+            found.is_some(),
+            "missing or out of order: {line}\n{message}"
+        );
+        at += found.unwrap() + line.len();
+    }
+    let cut = format!(
+        "\"{}… ({level_len} bytes in all)\" is not a log filter",
+        "v".repeat(80)
+    );
+    assert!(message.contains(&cut), "{message}");
+    assert!(message.len() < 2000, "{} bytes: {message}", message.len());
+}
+
+#[test]
+fn every_type_error_unknown_key_and_invalid_value_is_reported_in_one_go() {
+    // Just under the 1 MiB cap from the command line; 10 MB through the library (no cap there).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many-errors.toml");
+    std::fs::write(&path, many_errors(1_000_000)).unwrap();
+    let out = healthd(&["config", "check", "-c", path.to_str().unwrap()], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains(&format!("invalid configuration in {}:", path.display())));
+    assert_all_listed(&stderr, 1_000_000);
+
+    let err = Config::from_toml(&many_errors(10_000_000), "t.toml", None).unwrap_err();
+    assert_all_listed(&err.to_string(), 10_000_000);
+}
+
+#[test]
+fn a_file_over_one_mib_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, many_errors(10_000_000)).unwrap();
+    // /dev/zero never ends: without the cap this reads until memory runs out.
+    for path in [big.to_str().unwrap(), "/dev/zero"] {
+        let started = std::time::Instant::now();
+        let out = healthd(&["-c", path, "config", "check"], &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{path}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "configuration file {path} is larger than the cap of 1048576 bytes (1 MiB)"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.len() < 300, "{stderr}");
+        eprintln!("{path}: refused in {:?}", started.elapsed());
+    }
+}
+
 #[test]
 fn the_reference_config_is_valid_and_matches_the_defaults() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");

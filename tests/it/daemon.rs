@@ -47,6 +47,13 @@ impl Daemon {
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
+            .env_remove("STATE_DIRECTORY")
+            // Several daemons of one test share a host: each its own node name, unless the
+            // test gives one (a restart under the same name).
+            .env(
+                "MCP_HEALTHD_NODE_NAME",
+                format!("it-{}", uuid::Uuid::new_v4().simple()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {

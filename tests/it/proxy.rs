@@ -1,47 +1,88 @@
-//! A TCP proxy in front of PostgreSQL that a test can cut and restore: a database outage for
-//! one daemon, without stopping the server the other tests share.
+//! A TCP proxy in front of PostgreSQL that a test can cut, black-hole and restore: a database
+//! outage for one daemon, without stopping the server the other tests share. Cut, connections
+//! close and new ones are refused; black-holed, bytes are taken and nothing comes back (a stopped
+//! server, or a network that drops packets) until it is restored, when they flow again.
 
 use std::net::SocketAddr;
 
 use mcp_healthd::config::DatabaseUrl;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{TestDb, server_url};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Up,
+    Cut,
+    BlackHole,
+}
+
 pub struct Proxy {
     pub port: u16,
-    up: watch::Sender<bool>,
+    state: watch::Sender<State>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Waits while the proxy is black-holed; `false` if it is cut.
+async fn passable(state: &mut watch::Receiver<State>) -> bool {
+    match state.wait_for(|s| *s != State::BlackHole).await {
+        Ok(s) => *s == State::Up,
+        Err(_) => false,
+    }
+}
+
+/// Copies `from` to `to` while the proxy lets it.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut state: watch::Receiver<State>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            n = from.read(&mut buf) => match n { Ok(0) | Err(_) => return, Ok(n) => n },
+            _ = state.wait_for(|s| *s == State::Cut) => return,
+        };
+        if !passable(&mut state).await || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn relay(client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+    if !passable(&mut state).await {
+        return;
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (client_rx, client_tx) = client.into_split();
+    let (server_rx, server_tx) = server.into_split();
+    tokio::select! {
+        () = pump(client_rx, server_tx, state.clone()) => {}
+        () = pump(server_rx, client_tx, state.clone()) => {}
+    }
 }
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, watcher) = watch::channel(true);
+        let (state, watcher) = watch::channel(State::Up);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                if !*watcher.borrow() {
+                if *watcher.borrow() == State::Cut {
                     continue; // dropped: the client sees its connection closed at once
                 }
-                let mut down = watcher.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (mut client, mut server) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = down.wait_for(|up| !*up) => {}
-                    }
-                });
+                tokio::spawn(relay(client, upstream, watcher.clone()));
             }
         });
-        Self { port, up, task }
+        Self { port, state, task }
     }
 
     /// A proxy in front of the PostgreSQL server the tests use.
@@ -66,11 +107,17 @@ impl Proxy {
 
     /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.state.send_replace(State::Cut);
     }
 
+    /// Takes everything and answers nothing, on open connections and new ones alike.
+    pub fn black_hole(&self) {
+        self.state.send_replace(State::BlackHole);
+    }
+
+    /// Lets traffic through again (what a black hole held flows on).
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.state.send_replace(State::Up);
     }
 }
 

@@ -200,3 +200,51 @@ async fn a_duplicate_port_is_rejected_naming_both_files() {
         text(&out.stderr)
     );
 }
+
+/// The port in `dir/<service>/config.json`.
+fn port_of(dir: &Path, service: &str) -> i64 {
+    let file = dir.join(service).join("config.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    v["port"].as_i64().unwrap()
+}
+
+fn set_port(dir: &Path, service: &str, port: i64) {
+    let file = dir.join(service).join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    v["port"] = port.into();
+    std::fs::write(&file, v.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn two_services_swap_ports_in_one_import() {
+    let db = TestDb::migrated().await;
+    assert_eq!(import(&db, &samples(), false).status.code(), Some(0));
+    let dir = copy_samples();
+    let (slack, gmail) = (port_of(dir.path(), "slack"), port_of(dir.path(), "gmail"));
+    set_port(dir.path(), "slack", gmail);
+    set_port(dir.path(), "gmail", slack);
+
+    let out = import(&db, dir.path(), false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("0 added, 2 changed, 49 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    let ports: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT service_type::text, port FROM service_registry
+          WHERE service_type IN ('gmail', 'slack') ORDER BY service_type",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ports,
+        [
+            ("gmail".to_owned(), slack as i32),
+            ("slack".to_owned(), gmail as i32)
+        ]
+    );
+}

@@ -24,9 +24,11 @@ pub(super) fn database(
 ) -> DatabaseConfig {
     DatabaseConfig {
         url: database_url(c, raw, database_url_env),
-        max_connections: c.int("database.max_connections", raw.max_connections, 1, 1000),
+        // One connection is held for life by the registry listener; at least one must be left.
+        max_connections: c.int("database.max_connections", raw.max_connections, 2, 1000),
         auto_migrate: raw.auto_migrate,
         connect_timeout: c.duration("database.connect_timeout", &raw.connect_timeout),
+        statement_timeout: c.duration("database.statement_timeout", &raw.statement_timeout),
         flush_interval: c.duration("database.flush_interval", &raw.flush_interval),
     }
 }
@@ -184,6 +186,7 @@ fn analytics_retention(
 pub(super) fn cluster(c: &mut Checker, raw: &RawCluster) -> ClusterConfig {
     let cluster = ClusterConfig {
         heartbeat_ttl: c.duration("cluster.heartbeat_ttl", &raw.heartbeat_ttl),
+        node_name: node_name(c, &raw.node_name),
     };
     if cluster.heartbeat_ttl < Duration::from_secs(1) {
         c.fail(
@@ -192,4 +195,22 @@ pub(super) fn cluster(c: &mut Checker, raw: &RawCluster) -> ClusterConfig {
         );
     }
     cluster
+}
+
+/// `MCP_HEALTHD_NODE_NAME` if set, else `cluster.node_name`, else the host name: printable, at
+/// most 200 bytes. (The variable lets several daemons on one host share a configuration file.)
+fn node_name(c: &mut Checker, raw: &str) -> String {
+    let from_env = std::env::var("MCP_HEALTHD_NODE_NAME").unwrap_or_default();
+    let name = match (from_env.is_empty(), raw.is_empty()) {
+        (false, _) => from_env,
+        (true, false) => raw.to_owned(),
+        (true, true) => crate::config::hostname(),
+    };
+    if name.len() > 200 || name.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+        c.fail(
+            "cluster.node_name",
+            "must be at most 200 bytes, without spaces or control characters",
+        );
+    }
+    name
 }
