@@ -55,9 +55,11 @@ pub fn redact_urls(s: &str) -> Cow<'_, str> {
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        // The authority ends at the first of / ? # or whitespace; userinfo ends at its last @.
+        // Userinfo ends at the last @ before ? # or whitespace: not before the first /, because
+        // a password may hold an unescaped / (a path holding an @ is redacted too: too much
+        // hidden is safe, too little is not).
         let authority_end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .find(|c: char| matches!(c, '?' | '#') || c.is_whitespace())
             .unwrap_or(tail.len());
         match tail[..authority_end].rfind('@') {
             Some(userinfo_end) => {
@@ -87,7 +89,8 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
         _ => 0,
     };
     let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    // Not ended by / or \: a password may hold them unescaped (see `redact_urls`).
+    let authority_end = rest.find(['?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &rest[at..])),
         None => Cow::Borrowed(url),
@@ -131,9 +134,10 @@ mod tests {
             "bad URL http://***@[::1/x and https://***@c"
         );
         assert_eq!(
-            redact_urls("http://host/a@b?x=y@z"),
-            "http://host/a@b?x=y@z"
+            redact_urls("http://monitor:ab/cd@h/health and http://m:12/x@h"),
+            "http://***@h/health and http://***@h"
         );
+        assert_eq!(redact_urls("http://host/a?x=y@z"), "http://host/a?x=y@z");
         assert!(matches!(redact_urls("no url here"), Cow::Borrowed(_)));
     }
 
@@ -152,7 +156,8 @@ mod tests {
             redact_url("user:PASS@host/x?next=http://y"),
             "***@host/x?next=http://y"
         );
-        assert_eq!(redact_url("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact_url("http://monitor:12/cd@h/x"), "http://***@h/x");
+        assert_eq!(redact_url("https://host/a?b@c"), "https://host/a?b@c");
         assert!(matches!(redact_url("http://host:80/h"), Cow::Borrowed(_)));
     }
 }

@@ -2,6 +2,9 @@
 //! name on a connection of its own for as long as it runs: a second daemon started with the same
 //! name finds the lock taken and refuses to start, while a restart after a crash finds it free
 //! (the kernel closes a dead process's socket, and PostgreSQL then ends its session and lock).
+//! A host that died without closing anything leaves a session the server notices only by TCP
+//! keepalive, so the claim's session asks for keepalives every third of the ttl; and a lock whose
+//! name has no live heartbeat but ours is a leftover, which the claimant ends.
 
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ pub enum ClaimError {
 /// The node name, held.
 pub struct NameClaim {
     name: String,
+    instance: String,
     options: PgConnectOptions,
     conn: Option<PgConnection>,
     limit: Duration,
@@ -37,13 +41,20 @@ impl NameClaim {
     /// session may take a moment to end.
     pub async fn take(
         pool: &PgPool,
-        name: &str,
+        me: &super::Member,
         limit: Duration,
         patience: Duration,
     ) -> Result<Self, ClaimError> {
+        let keepalive = (me.ttl / 3).as_secs().max(1).to_string();
+        let options = (*pool.connect_options()).clone().options([
+            ("tcp_keepalives_idle", keepalive.as_str()),
+            ("tcp_keepalives_interval", keepalive.as_str()),
+            ("tcp_keepalives_count", "3"),
+        ]);
         let mut claim = NameClaim {
-            name: name.to_owned(),
-            options: (*pool.connect_options()).clone(),
+            name: me.name.clone(),
+            instance: me.instance.clone(),
+            options,
             conn: None,
             limit,
         };
@@ -87,7 +98,22 @@ impl NameClaim {
             .bind(NODE_LOCK_CLASS)
             .bind(&self.name)
             .fetch_one(&mut conn);
-        let got = db::deadline(self.limit, got).await.map_err(db_err)?;
+        let mut got = db::deadline(self.limit, got).await.map_err(db_err)?;
+        if !got
+            && db::deadline(
+                self.limit,
+                end_leftover(&mut conn, &self.name, &self.instance),
+            )
+            .await
+            .map_err(db_err)?
+        {
+            let again =
+                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, hashtext($2))")
+                    .bind(NODE_LOCK_CLASS)
+                    .bind(&self.name)
+                    .fetch_one(&mut conn);
+            got = db::deadline(self.limit, again).await.map_err(db_err)?;
+        }
         if !got {
             return Err(ClaimError::Taken {
                 name: self.name.clone(),
@@ -104,6 +130,28 @@ impl NameClaim {
             let _ = tokio::time::timeout(self.limit, conn.close()).await;
         }
     }
+}
+
+/// Ends the session holding `name`'s lock if no live heartbeat bears the name (or only one of
+/// this process, whose session is a leftover): a host that died, or our own session cut off.
+/// Returns whether it ended one.
+async fn end_leftover(conn: &mut PgConnection, name: &str, instance: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT coalesce(bool_or(pg_terminate_backend(l.pid, 1000)), false)
+           FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid = $1::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid
+            AND l.pid <> pg_backend_pid()
+            AND NOT EXISTS (SELECT 1 FROM daemon_heartbeats h
+                             WHERE h.daemon_id = $2 AND h.expires_at > now()
+                               AND h.instance IS DISTINCT FROM $3)",
+    )
+    .bind(i64::from(NODE_LOCK_CLASS))
+    .bind(name)
+    .bind(instance)
+    .fetch_one(&mut *conn)
+    .await
 }
 
 /// Who holds `name`, as its heartbeat row says, for the error message.

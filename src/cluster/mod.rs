@@ -25,8 +25,9 @@ use crate::store::db;
 pub use claim::{ClaimError, NameClaim};
 pub use identity::{hostname, identity, instance_id};
 
-/// What one heartbeat learnt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one heartbeat learnt; the membership loop publishes the latest (an empty one while
+/// fenced).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Beat {
     /// The live members, sorted, this daemon included.
     pub live: Vec<String>,
@@ -103,7 +104,7 @@ pub async fn keep_membership(
     mut claim: NameClaim,
     limit: Duration,
     first: Option<Instant>,
-    members: watch::Sender<Vec<String>>,
+    members: watch::Sender<Beat>,
     stop: CancellationToken,
 ) {
     let mut renewal = Renewal::every_third_of(me.ttl);
@@ -142,7 +143,7 @@ pub async fn keep_membership(
             Ok(beat) => {
                 renewal.succeeded();
                 fence.valid_until = Some(sent + me.ttl);
-                publish(&mut fence, &members, beat.live);
+                publish(&mut fence, &members, beat);
             }
             Err(e) => {
                 if renewal.failed() {
@@ -166,32 +167,32 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// Our heartbeat has expired unconfirmed: if others were live, they take our services over now,
 /// so we stop checking them. Alone, there is no one to take over: we go on.
-fn fence_off(fence: &mut Fence, members: &watch::Sender<Vec<String>>) {
+fn fence_off(fence: &mut Fence, members: &watch::Sender<Beat>) {
     fence.valid_until = None;
-    let others = members.borrow().len() > 1;
+    let others = members.borrow().live.len() > 1;
     if others {
         fence.fenced = true;
         tracing::error!(
             event = "fenced",
             "heartbeat not confirmed within the ttl: the other daemons take this one's services over; checking nothing until the database answers"
         );
-        members.send_replace(Vec::new());
+        members.send_replace(Beat::default());
     }
 }
 
-fn publish(fence: &mut Fence, members: &watch::Sender<Vec<String>>, live: Vec<String>) {
+fn publish(fence: &mut Fence, members: &watch::Sender<Beat>, beat: Beat) {
     if std::mem::take(&mut fence.fenced) {
         tracing::info!(
             event = "fence_lifted",
-            members = live.len(),
+            members = beat.live.len(),
             "heartbeat confirmed again; taking a share of the services back"
         );
     }
     members.send_if_modified(|current| {
-        let changed = *current != live;
+        let changed = current.live != beat.live;
         if changed {
-            tracing::info!(event = "membership_changed", members = live.len(), daemons = %live.join(" "));
-            *current = live;
+            tracing::info!(event = "membership_changed", members = beat.live.len(), daemons = %beat.live.join(" "));
+            *current = beat;
         }
         changed
     });

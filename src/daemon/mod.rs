@@ -77,7 +77,7 @@ struct Daemon {
     monitor: JoinHandle<()>,
     writer: Task,
     registry_changes: mpsc::Receiver<Vec<RegistryRow>>,
-    members: watch::Receiver<Vec<String>>,
+    members: watch::Receiver<cluster::Beat>,
 }
 
 impl Daemon {
@@ -115,7 +115,7 @@ impl Daemon {
         let (changes, registry_changes) = mpsc::channel(4);
         let mut running = Running {
             me: me.name.clone(),
-            members: joined.prior_view,
+            members: Vec::new(),
             held: Default::default(),
             handover: config.cluster.heartbeat_ttl,
             adopt,
@@ -159,13 +159,20 @@ impl Daemon {
             let release = self.running.next_release();
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = sleep_until(release) => self.running.release_due().await,
+                // Both may wait on the database (the services' stored states): never past a stop.
+                () = sleep_until(release) => {
+                    if cancellable(shutdown, self.running.release_due()).await.is_none() {
+                        return;
+                    }
+                }
                 Some(rows) = self.registry_changes.recv() => {
                     self.running.apply_registry(rows, "registry_changed");
                 }
                 Ok(()) = self.members.changed() => {
                     let members = self.members.borrow_and_update().clone();
-                    self.running.apply_members(members).await;
+                    if cancellable(shutdown, self.running.apply_members(members)).await.is_none() {
+                        return;
+                    }
                 }
                 Some(Signal::Reload) = signals.recv() => self.reload(source, log).await,
             }
@@ -254,12 +261,9 @@ fn member(config: &Config) -> cluster::Member {
 
 /// A daemon that has joined the cluster.
 struct Joined {
-    /// The live members after the first heartbeat (empty if it failed: check nothing yet).
-    first: Vec<String>,
-    /// Who owned what just before: the first list if this node was already a live member (a
-    /// restart), else the others alone, whose services we take only after a hand-over.
-    prior_view: Vec<String>,
-    members: watch::Receiver<Vec<String>>,
+    /// The first heartbeat (empty if it failed: check nothing yet).
+    first: cluster::Beat,
+    members: watch::Receiver<cluster::Beat>,
     task: Task,
 }
 
@@ -272,25 +276,13 @@ async fn join_cluster(
     config: &Config,
 ) -> anyhow::Result<Joined> {
     let limit = db::call_limit(&config.database);
-    let claim =
-        cluster::NameClaim::take(pool, &me.name, limit, config.database.connect_timeout).await?;
+    let claim = cluster::NameClaim::take(pool, me, limit, config.database.connect_timeout).await?;
     let sent = tokio::time::Instant::now();
-    let (first, prior_view, confirmed) = match db::deadline(limit, cluster::beat(pool, me)).await {
-        Ok(beat) => {
-            let prior = match beat.was_member {
-                true => beat.live.clone(),
-                false => beat
-                    .live
-                    .iter()
-                    .filter(|m| **m != me.name)
-                    .cloned()
-                    .collect(),
-            };
-            (beat.live, prior, Some(sent))
-        }
+    let (first, confirmed) = match db::deadline(limit, cluster::beat(pool, me)).await {
+        Ok(beat) => (beat, Some(sent)),
         Err(e) => {
             tracing::warn!(event = "heartbeat_failed", error = %e, "cannot write the first heartbeat; checking nothing until it is written");
-            (Vec::new(), Vec::new(), None)
+            (cluster::Beat::default(), None)
         }
     };
     let (tx, members) = watch::channel(first.clone());
@@ -300,7 +292,6 @@ async fn join_cluster(
     });
     Ok(Joined {
         first,
-        prior_view,
         members,
         task,
     })
@@ -335,5 +326,16 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// `work`, unless `shutdown` comes first (`None`).
+async fn cancellable<T>(
+    shutdown: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        done = work => Some(done),
     }
 }

@@ -84,13 +84,18 @@ impl Running {
 
     /// A new member list: hand off services, and take over (with their stored state) those
     /// whose previous owner is gone; those whose previous owner is live are held back one ttl.
-    pub async fn apply_members(&mut self, members: Vec<String>) {
+    pub async fn apply_members(&mut self, beat: cluster::Beat) {
         let before: HashSet<String> = self.services_tx.borrow().iter().cloned().collect();
-        // Who checked what until now: our own view, or, if we were not in it (a first start,
-        // or fenced), the others without us.
-        let prior: Vec<String> = match self.members.contains(&self.me) {
-            true => self.members.clone(),
-            false => members.iter().filter(|m| **m != self.me).cloned().collect(),
+        // Who checked what until now: the new list if our row never lapsed (a restart, or
+        // beats that failed for less than a ttl), else our own view, or, if we were not in it
+        // (a first start, or fenced), the others without us.
+        let members = beat.live;
+        let prior: Vec<String> = if beat.was_member {
+            members.clone()
+        } else if self.members.contains(&self.me) {
+            self.members.clone()
+        } else {
+            members.iter().filter(|m| **m != self.me).cloned().collect()
         };
         self.members = members;
         let owned: HashSet<String> = self

@@ -132,11 +132,12 @@ pub async fn run(
     trigger: Trigger,
     holder: &str,
 ) -> anyhow::Result<RunOutcome> {
-    let Some(lock) = RunLock::try_take(ctx.pool, job).await? else {
+    let limit = crate::store::db::call_limit(&ctx.config.database);
+    let Some(lock) = RunLock::try_take(ctx.pool, job, limit).await? else {
         return skipped(ctx, job.as_str(), trigger, holder).await;
     };
     let result = run_locked(job, ctx, trigger, holder).await;
-    lock.release().await;
+    lock.release(limit).await;
     result
 }
 

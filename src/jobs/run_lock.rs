@@ -1,9 +1,12 @@
 //! The run lock that keeps two runs of one job from overlapping, on any host.
 
+use std::time::Duration;
+
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
 use super::JobName;
+use crate::store::db::deadline;
 
 /// A job's run lock: a session-level advisory lock on a pooled connection, held for the whole
 /// run, on a connection that goes back to the pool only once the lock is released. However the
@@ -25,27 +28,32 @@ pub(super) struct RunLock {
 }
 
 impl RunLock {
-    /// Takes `job`'s run lock without waiting; `None` when another run holds it.
-    pub(super) async fn try_take(pool: &PgPool, job: JobName) -> sqlx::Result<Option<Self>> {
+    /// Takes `job`'s run lock without waiting; `None` when another run holds it. Each call to
+    /// the database waits at most `limit`.
+    pub(super) async fn try_take(
+        pool: &PgPool,
+        job: JobName,
+        limit: Duration,
+    ) -> sqlx::Result<Option<Self>> {
         let mut lock = RunLock {
-            conn: pool.acquire().await?,
+            conn: deadline(limit, pool.acquire()).await?,
             key: job.lock_key(),
             held: true,
         };
-        let granted: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        let granted = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
             .bind(lock.key)
-            .fetch_one(&mut *lock.conn)
-            .await?;
+            .fetch_one(&mut *lock.conn);
+        let granted = deadline(limit, granted).await?;
         lock.held = granted;
         Ok(granted.then_some(lock))
     }
 
     /// Releases the lock; the connection goes back to the pool only if the server confirms.
-    pub(super) async fn release(mut self) {
+    pub(super) async fn release(mut self, limit: Duration) {
         let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
             .bind(self.key)
-            .fetch_one(&mut *self.conn)
-            .await;
+            .fetch_one(&mut *self.conn);
+        let unlocked = deadline(limit, unlocked).await;
         self.held = !matches!(unlocked, Ok(true));
     }
 }

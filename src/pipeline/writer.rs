@@ -37,18 +37,18 @@ struct Outage {
     since: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Option<Backoff>,
-    /// A batch whose write failed, kept whole under its id: retried as it is, so that if the
-    /// failure came after the server committed, the retry adds nothing twice.
+    /// The batch being written, or whose write failed, kept whole under its id: retried as it
+    /// is, so that if the failure came after the server committed, the retry adds nothing twice.
+    /// It stays here while its write is in flight, so a write abandoned at shutdown loses nothing.
     failed: Option<(uuid::Uuid, Pending)>,
 }
 
 impl Outage {
-    /// After a failed write: keeps `batch` under `id` for the retry, schedules the retry with
-    /// backoff, and logs `db_unavailable` once per outage.
-    fn write_failed(&mut self, e: &sqlx::Error, id: uuid::Uuid, batch: Pending) {
+    /// After a failed write (the batch stays under its id for the retry): schedules the retry
+    /// with backoff, and logs `db_unavailable` once per outage.
+    fn write_failed(&mut self, e: &sqlx::Error) {
         metrics::counter!(DB_ERRORS).increment(1);
-        let checks = batch.checks();
-        self.failed = Some((id, batch));
+        let checks = self.failed.as_ref().map_or(0, |(_, batch)| batch.checks());
         let backoff = self
             .backoff
             .get_or_insert_with(|| Backoff::new(Duration::from_secs(5)));
@@ -84,12 +84,15 @@ impl Writer {
         if outage.retry_at.is_some_and(|t| Instant::now() < t) {
             return true;
         }
-        let Some((id, batch)) = self.next_batch(outage) else {
+        if !self.next_batch(outage) {
+            return false;
+        }
+        let Some((id, batch)) = outage.failed.as_ref() else {
             return false;
         };
         let ctx = self.flush_context();
         let started = Instant::now();
-        let flush = store::flush(&self.pool, id, &batch, &ctx, Utc::now());
+        let flush = store::flush(&self.pool, *id, batch, &ctx, Utc::now());
         let result = db::deadline(limit, flush).await;
         let raced = result.as_ref().is_err_and(deleted_meanwhile);
         self.stats.db_ok.store(
@@ -97,30 +100,30 @@ impl Writer {
             std::sync::atomic::Ordering::Relaxed,
         );
         match result {
-            Ok(()) => self.written(&batch, started, outage),
+            Ok(()) => {
+                let (_, batch) = outage.failed.take().expect("the batch just written");
+                self.written(&batch, started, outage);
+            }
             // Not an outage: the next tick writes the same batch again, without that service.
             Err(e) if raced => {
                 tracing::debug!(error = %e, "a service was deleted while its results were written; retrying");
-                outage.failed = Some((id, batch));
             }
-            Err(e) => outage.write_failed(&e, id, batch),
+            Err(e) => outage.write_failed(&e),
         }
         true
     }
 
-    /// The failed batch, under its id, if there is one; else the pending results under a new
-    /// id; `None` when there is nothing to write.
-    fn next_batch(&self, outage: &mut Outage) -> Option<(uuid::Uuid, Pending)> {
-        match outage.failed.take() {
-            Some(failed) => Some(failed),
-            None => {
-                let batch = self.take();
-                if batch.is_empty() {
-                    return None;
-                }
-                Some((uuid::Uuid::new_v4(), batch))
+    /// Makes `outage.failed` the batch to write: the failed one, under its id, if there is one;
+    /// else the pending results under a new id. `false` when there is nothing to write.
+    fn next_batch(&self, outage: &mut Outage) -> bool {
+        if outage.failed.is_none() {
+            let batch = self.take();
+            if batch.is_empty() {
+                return false;
             }
+            outage.failed = Some((uuid::Uuid::new_v4(), batch));
         }
+        true
     }
 
     /// The current configuration's uptime window and check interval.
@@ -176,7 +179,13 @@ impl Writer {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    self.flush_once(&mut outage, self.call_limit()).await;
+                    // A stop does not wait for a write to a silent server: the batch it was
+                    // writing stays under its id, for the final flush or the spill file.
+                    let limit = self.call_limit();
+                    tokio::select! {
+                        _ = self.flush_once(&mut outage, limit) => {}
+                        () = stop.cancelled() => break,
+                    }
                 }
                 Ok(()) = self.config.changed() => {
                     tick = new_tick(self.config.borrow_and_update().database.flush_interval);

@@ -226,8 +226,10 @@ fn timeout(raw: Option<&str>, probe: &ProbeConfig) -> Result<Duration, String> {
     let Some(raw) = raw else {
         return Ok(probe.timeout);
     };
-    let d = humantime::parse_duration(raw)
-        .map_err(|e| format!("health.timeout: invalid duration {raw:?} ({e})"))?;
+    let d = humantime::parse_duration(raw).map_err(|e| {
+        let raw = crate::text::echo(raw);
+        format!("health.timeout: invalid duration {raw:?} ({e})")
+    })?;
     if d.is_zero() || d > probe.interval {
         return Err(format!(
             "health.timeout must be above zero and at most probe.interval, not {raw:?}"
@@ -330,13 +332,25 @@ fn overrides(service_config: &serde_json::Value) -> Result<HealthOverrides, Stri
         None | Some(serde_json::Value::Null) => Ok(HealthOverrides::default()),
         Some(health) => serde_path_to_error::deserialize(health).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let reason = without_value(&e.into_inner().to_string());
             if path == "." {
-                format!("service_config.health: {inner}")
+                format!("service_config.health: {reason}")
             } else {
-                format!("service_config.health.{path}: {inner}")
+                format!("service_config.health.{path}: {reason}")
             }
         }),
+    }
+}
+
+/// serde_json's reason without the value it quotes (`invalid type: string "Bearer …", expected
+/// …` names a secret): what was expected, or the reason cut and escaped.
+fn without_value(reason: &str) -> String {
+    match reason.split_once(", expected ") {
+        Some((found, expected)) => {
+            let kind = found.split(':').next().unwrap_or(found);
+            format!("{kind}: expected {}", crate::text::echo(expected))
+        }
+        None => crate::text::echo(reason),
     }
 }
 
@@ -345,6 +359,17 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::json;
+
+    #[test]
+    fn a_wrong_type_under_health_is_reported_without_its_value() {
+        let row = json!({"health": "Bearer s3cret-token"});
+        let err = overrides(&row).unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(
+            err.starts_with("service_config.health: invalid type: expected"),
+            "{err}"
+        );
+    }
 
     fn probe() -> ProbeConfig {
         Config::from_toml("", "test", None).unwrap().probe

@@ -25,11 +25,24 @@ pub struct Report {
 /// their reason. Rows rejected for a reason that may since have gone away (no registry row yet,
 /// target taken) are re-examined, so running it again after `registry import` picks them up.
 pub async fn migrate_instances(pool: &PgPool) -> sqlx::Result<Vec<OutcomeCount>> {
-    sqlx::query_as(
+    let mut tx = unlimited(pool).await?;
+    let counts = sqlx::query_as(
         "SELECT outcome, reason, rows FROM legacy_migrate_instances() ORDER BY outcome, reason",
     )
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// A transaction without the session's statement deadline: the legacy steps are one statement
+/// each over the whole legacy data set, which may take far longer than a flush ever should.
+async fn unlimited(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 pub async fn report(pool: &PgPool) -> sqlx::Result<Report> {
@@ -42,7 +55,11 @@ pub async fn report(pool: &PgPool) -> sqlx::Result<Report> {
 /// CASCADE. The database refuses, naming the cause, while any row is unaccounted for or any
 /// other object depends on them. Returns (instances archived, types archived).
 pub async fn finalize(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as("SELECT archived_instances, archived_types FROM legacy_finalize()")
-        .fetch_one(pool)
-        .await
+    let mut tx = unlimited(pool).await?;
+    let archived =
+        sqlx::query_as("SELECT archived_instances, archived_types FROM legacy_finalize()")
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(archived)
 }

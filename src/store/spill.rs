@@ -183,8 +183,15 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(PREFIX) && name.ends_with(".json") && entry.file_type()?.is_file() {
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if name.starts_with(PREFIX) && name.ends_with(".json") {
             found.push(entry.path());
+        } else if name.starts_with(&format!(".{PREFIX}")) && name.ends_with(".tmp") {
+            // Half-written by a run that died while saving: its batch was never confirmed
+            // saved, and the file may be cut short.
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     found.sort();

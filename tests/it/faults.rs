@@ -276,3 +276,24 @@ async fn a_daemon_cut_off_past_its_ttl_never_double_counts() {
         servers.iter().map(Server::hits).collect::<Vec<_>>()
     );
 }
+
+/// A node-name lock held by a session whose name has no live heartbeat (a host that died
+/// without closing its connection, which the server would notice only hours later) is ended by
+/// the next daemon of that name, which then starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_name_lock_without_a_heartbeat_is_ended() {
+    let db = TestDb::migrated().await;
+    let mut leftover = db.pool.acquire().await.unwrap();
+    // The key the daemon uses: ("mcp", hashtext(name)).
+    sqlx::query("SELECT pg_advisory_lock(7168880, hashtext('node-z'))")
+        .execute(&mut *leftover)
+        .await
+        .unwrap();
+    let cfg = config(1000, "", "heartbeat_ttl = \"3s\"");
+    let daemon = Daemon::spawn(&db.url, &cfg, &[("MCP_HEALTHD_NODE_NAME", "node-z")]);
+    daemon.wait_for(|e| e["event"] == "daemon_started", Duration::from_secs(20));
+    let gone = sqlx::query("SELECT 1").execute(&mut *leftover).await;
+    assert!(gone.is_err(), "the leftover session was ended");
+    leftover.close_on_drop();
+    assert_eq!(daemon.stop().0, Some(0));
+}
