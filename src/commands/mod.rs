@@ -79,5 +79,35 @@ fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
     println!("# configuration OK: {origin}");
     println!("# effective values (password redacted):");
     print!("{}", config.to_effective_toml());
+    schema_check(config)
+}
+
+/// The schema, as far as a read-only look can tell: pending (or unknown) migrations fail the
+/// check, as they would fail every read-only command; a server that does not answer, or a
+/// database not created yet, is only noted (the file itself is fine, and `migrate` creates it).
+fn schema_check(config: &Config) -> anyhow::Result<ExitCode> {
+    use crate::store::db::{self, DbError};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opened = runtime.block_on(async {
+        let opened = db::open_current(&config.database).await;
+        if let Ok(pool) = &opened {
+            pool.close().await;
+        }
+        opened.map(drop)
+    });
+    match opened {
+        Ok(()) => println!("# database schema: current"),
+        Err(e @ (DbError::Behind { .. } | DbError::Ahead { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => println!(
+            "# database schema not checked: {}",
+            crate::text::echo(&e.to_string())
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
