@@ -101,10 +101,12 @@ pub async fn deadline<T>(
     }
 }
 
-/// The client-side limit for one call: the server's own deadline plus a little for the round
-/// trip, so that a statement the server cancels reports the server's error, not ours.
+/// The client-side limit for one call: the server's own deadline. A statement that is merely
+/// slow is cancelled by the server at about the same moment; a silent server is noticed within
+/// it (so `db_unavailable` comes within `statement_timeout` of the first flush that goes
+/// unanswered).
 pub fn call_limit(config: &DatabaseConfig) -> Duration {
-    config.statement_timeout + Duration::from_secs(1)
+    config.statement_timeout
 }
 
 /// Opens a pool; fails after `connect_timeout` if the server does not answer.
