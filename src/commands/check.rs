@@ -17,7 +17,7 @@ use crate::pipeline::monitor::Monitor;
 use crate::pipeline::scheduler::Report;
 use crate::plan::health::Thresholds;
 use crate::plan::target::{Planned, RegistryRow, plan_all};
-use crate::probe::{ErrorKind, Outcome, Prober};
+use crate::probe::{ErrorKind, Prober};
 use crate::registry;
 use crate::store::dashboard::service_width;
 use crate::store::db;
@@ -81,10 +81,7 @@ fn table(reports: &[Report]) -> Vec<Row<'_>> {
             service_type: &r.service_type,
             url: &r.url,
             healthy: r.check.outcome.is_success(),
-            status: match r.check.outcome {
-                Outcome::Success { status } => Some(status),
-                Outcome::Failure { .. } => None,
-            },
+            status: r.check.outcome.http_status(),
             error_kind: r.check.outcome.kind().map(ErrorKind::as_str),
             error: r.check.outcome.error_message(),
             response_time_ms: r.check.latency.as_millis() as u64,

@@ -75,7 +75,11 @@ pub enum JobsCommand {
     /// Schedules, next and last runs
     List,
     /// Run one job now, exactly as the scheduler would
-    Run { name: String },
+    Run {
+        /// The job: partition_maintenance, analytics_retention, validation_cache_cleanup or
+        /// housekeeping
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +90,9 @@ pub enum RegistryCommand {
         /// Mark services missing from DIR unavailable (never deletes)
         #[arg(long)]
         prune: bool,
+        /// Print what would change and write nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -7,7 +7,7 @@ use crate::store::db;
 
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let url = &config.database.url;
-    if db::ensure_database(url).await? {
+    if db::ensure_database(&config.database).await? {
         println!(
             "created database {}",
             url.database_name().unwrap_or_default()

@@ -62,9 +62,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Status { json } => status::run(&config, json).await,
             Command::Jobs(JobsCommand::List) => jobs::list(&config).await,
             Command::Jobs(JobsCommand::Run { name }) => jobs::run(&config, &name).await,
-            Command::Registry(RegistryCommand::Import { dir, prune }) => {
-                registry::import(&config, &dir, prune).await
-            }
+            Command::Registry(RegistryCommand::Import {
+                dir,
+                prune,
+                dry_run,
+            }) => registry::import(&config, &dir, prune, dry_run).await,
             Command::Demo { samples } => crate::demo::run(config, source, samples).await,
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
         }

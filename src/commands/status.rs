@@ -18,6 +18,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", dashboard::render(&rows, chrono::Utc::now(), color));
+        if let Some(hint) = dashboard::no_daemon_hint(&rows) {
+            println!("{hint}");
+        }
     }
     Ok(if dashboard::all_up(&rows) {
         ExitCode::SUCCESS

@@ -44,6 +44,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseConfig {
     pub url: DatabaseUrl,
+    /// Where `url` came from, for error messages: `DATABASE_URL`, `database.url in FILE`, or
+    /// the built-in default.
+    pub url_origin: String,
     pub max_connections: u32,
     pub auto_migrate: bool,
     pub connect_timeout: Duration,
@@ -164,10 +167,11 @@ pub struct KeyError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    // `cause`, not `source`: the message says it, and a chain printed whole must not repeat it.
+    #[error("cannot read configuration file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "configuration file {path} is larger than the cap of {limit} bytes (1 MiB); is it the right file?"
@@ -177,6 +181,10 @@ pub enum ConfigError {
     Syntax { path: String, message: String },
     #[error("invalid configuration in {path}:{}", list(.errors))]
     Invalid { path: String, errors: Vec<KeyError> },
+    /// The configured database refuses us for a reason no retry can fix (a rejected password,
+    /// a missing database without `auto_migrate`): one sentence, naming where the URL came from.
+    #[error("{0}")]
+    Database(String),
 }
 
 fn list(errors: &[KeyError]) -> String {
@@ -218,10 +226,21 @@ impl Config {
         database_url_env: Option<&str>,
     ) -> Result<Self, ConfigError> {
         let (raw, errors) = parse::parse(text, origin)?;
-        validate::validate(raw, database_url_env, errors).map_err(|errors| ConfigError::Invalid {
-            path: origin.to_owned(),
-            errors: parse::in_key_order(errors),
-        })
+        let url_origin = match database_url_env {
+            Some(_) => "DATABASE_URL".to_owned(),
+            None if raw.database.url == RawConfig::default().database.url => {
+                "the built-in default (set DATABASE_URL or database.url)".to_owned()
+            }
+            None => format!("database.url in {origin}"),
+        };
+        let mut config = validate::validate(raw, database_url_env, errors).map_err(|errors| {
+            ConfigError::Invalid {
+                path: origin.to_owned(),
+                errors: parse::in_key_order(errors),
+            }
+        })?;
+        config.database.url_origin = url_origin;
+        Ok(config)
     }
 
     /// The effective configuration as TOML, every default filled in and the password hidden.

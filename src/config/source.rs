@@ -12,9 +12,9 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The file at `path` as text, never more than [`MAX_FILE_BYTES`] of it read.
 pub(super) fn read_capped(path: &Path) -> Result<String, ConfigError> {
-    let read_error = |source| ConfigError::Read {
+    let read_error = |cause| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::observe::notify::Notifier;
 use crate::store::db;
 
@@ -19,6 +19,7 @@ pub async fn with_retry(
 ) -> anyhow::Result<Option<PgPool>> {
     let mut backoff = db::Backoff::new(Duration::from_secs(30));
     let mut reported = false;
+    let mut attempts = 0_u32;
     loop {
         let attempt = tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
@@ -40,15 +41,30 @@ pub async fn with_retry(
             }
             // A failed or missing migration is not an outage: retrying would fail the same way.
             Err(e) if e.is_permanent() => return Err(e.into()),
+            // Nor is a rejected password, or a database that is not there and will not be
+            // created: exit 78 at once, which the unit's RestartPreventExitStatus= honours.
+            Err(e)
+                if e.is_rejected_credentials()
+                    || (e.is_missing_database() && !config.database.auto_migrate) =>
+            {
+                return Err(ConfigError::Database(e.to_string()).into());
+            }
             Err(e) => {
+                attempts += 1;
+                let delay = backoff.next_delay();
                 if !reported {
                     tracing::error!(event = "db_unavailable", error = %e, "database unreachable; retrying with backoff");
                     reported = true;
                 }
-                Notifier.status(&format!("waiting for the database: {e}"));
+                let waiting = format!(
+                    "waiting for the database (attempt {attempts}, next try in {})",
+                    humantime::format_duration(delay)
+                );
+                tracing::warn!(event = "db_waiting", attempt = attempts, error = %e, "{waiting}");
+                Notifier.status(&format!("{waiting}: {e}"));
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(None),
-                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
             }
         }

@@ -71,7 +71,13 @@ impl fmt::Display for ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Success { status: u16 },
-    Failure { kind: ErrorKind, detail: String },
+    /// `status` is the HTTP status when the check got a response (a failure by status, or by
+    /// body).
+    Failure {
+        kind: ErrorKind,
+        detail: String,
+        status: Option<u16>,
+    },
 }
 
 /// Longest `detail` kept: a hostile server must not be able to fill log lines and rows.
@@ -90,7 +96,31 @@ impl Outcome {
             detail.truncate(cut);
             detail.push_str("...");
         }
-        Outcome::Failure { kind, detail }
+        Outcome::Failure {
+            kind,
+            detail,
+            status: None,
+        }
+    }
+
+    /// A failure of a check that got a response with `status`.
+    pub fn failure_with_status(kind: ErrorKind, status: u16, detail: impl Into<String>) -> Self {
+        match Self::failure(kind, detail) {
+            Outcome::Failure { kind, detail, .. } => Outcome::Failure {
+                kind,
+                detail,
+                status: Some(status),
+            },
+            success => success,
+        }
+    }
+
+    /// The HTTP status of the response, if the check got one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Success { status } => Some(*status),
+            Outcome::Failure { status, .. } => *status,
+        }
     }
 
     pub fn is_success(&self) -> bool {
@@ -108,7 +138,7 @@ impl Outcome {
     pub fn error_message(&self) -> Option<String> {
         match self {
             Outcome::Success { .. } => None,
-            Outcome::Failure { kind, detail } => Some(format!("{kind}: {detail}")),
+            Outcome::Failure { kind, detail, .. } => Some(format!("{kind}: {detail}")),
         }
     }
 }
@@ -270,8 +300,9 @@ fn judge(target: &Target, response: &reqwest::Response, body: &[u8]) -> Outcome 
             .and_then(|l| l.to_str().ok())
             .map(|l| format!(" to {l}"))
             .unwrap_or_default();
-        return Outcome::failure(
+        return Outcome::failure_with_status(
             kind,
+            status,
             format!(
                 "HTTP {status}{location} (expected {})",
                 target.expected_status
@@ -281,8 +312,9 @@ fn judge(target: &Target, response: &reqwest::Response, body: &[u8]) -> Outcome 
     if let Some(needle) = &target.body_contains
         && !contains(body, needle.as_bytes())
     {
-        return Outcome::failure(
+        return Outcome::failure_with_status(
             ErrorKind::Body,
+            status,
             format!(
                 "the first {} bytes of the body do not contain {needle:?}",
                 body.len()

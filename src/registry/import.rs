@@ -348,6 +348,25 @@ impl Existing {
 /// Upserts `entries` in one transaction; with `prune`, services not among them are set
 /// unavailable (never deleted).
 pub async fn apply(pool: &PgPool, entries: &[Entry], prune: bool) -> Result<Summary, ImportError> {
+    write(pool, entries, prune, true).await
+}
+
+/// What [`apply`] would change, found by doing it in a transaction that is rolled back:
+/// the same checks and the same summary, nothing written (`--dry-run`).
+pub async fn preview(
+    pool: &PgPool,
+    entries: &[Entry],
+    prune: bool,
+) -> Result<Summary, ImportError> {
+    write(pool, entries, prune, false).await
+}
+
+async fn write(
+    pool: &PgPool,
+    entries: &[Entry],
+    prune: bool,
+    commit: bool,
+) -> Result<Summary, ImportError> {
     let mut tx = pool.begin().await?;
     // Serialise concurrent imports; the registry is small.
     sqlx::query("LOCK TABLE service_registry IN SHARE ROW EXCLUSIVE MODE")
@@ -377,7 +396,10 @@ pub async fn apply(pool: &PgPool, entries: &[Entry], prune: bool) -> Result<Summ
     if prune {
         summary.pruned = prune_others(&mut tx, entries).await?;
     }
-    tx.commit().await?;
+    match commit {
+        true => tx.commit().await?,
+        false => tx.rollback().await?,
+    }
     Ok(summary)
 }
 

@@ -37,6 +37,20 @@ pub async fn load(pool: &PgPool) -> sqlx::Result<Vec<DashboardRow>> {
     .await
 }
 
+/// When every checked service is stale, the likeliest cause is that no daemon runs: says so,
+/// with the newest check time. `None` otherwise.
+pub fn no_daemon_hint(rows: &[DashboardRow]) -> Option<String> {
+    let checked: Vec<&DashboardRow> = rows.iter().filter(|r| r.status != "unavailable").collect();
+    if checked.is_empty() || checked.iter().any(|r| r.status != "stale") {
+        return None;
+    }
+    let newest = checked.iter().filter_map(|r| r.last_health_check).max()?;
+    Some(format!(
+        "no daemon appears to be running: every status is stale (the newest check was at {})",
+        newest.format("%Y-%m-%d %H:%M:%S UTC")
+    ))
+}
+
 /// Every service that is supposed to be checked is up.
 pub fn all_up(rows: &[DashboardRow]) -> bool {
     rows.iter()
@@ -153,6 +167,25 @@ mod tests {
             error_message: (status == "down").then(|| "connect: refused".into()),
             active_users: 0,
         }
+    }
+
+    #[test]
+    fn all_stale_hints_that_no_daemon_runs_with_the_newest_check() {
+        use chrono::TimeZone;
+        let at = |h| Some(Utc.with_ymd_and_hms(2026, 3, 4, h, 0, 0).unwrap());
+        let mut a = row("figma", "design", "stale");
+        a.last_health_check = at(9);
+        let mut b = row("slack", "chat", "stale");
+        b.last_health_check = at(11);
+        let off = row("miro", "design", "unavailable");
+        assert_eq!(
+            no_daemon_hint(&[a.clone(), b.clone(), off]).as_deref(),
+            Some(
+                "no daemon appears to be running: every status is stale (the newest check was at 2026-03-04 11:00:00 UTC)"
+            )
+        );
+        assert_eq!(no_daemon_hint(&[a, row("x", "y", "up")]), None);
+        assert_eq!(no_daemon_hint(&[]), None);
     }
 
     #[test]

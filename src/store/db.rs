@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 
+use super::connect_error::{ConnectFailure, explain};
 use crate::config::{DatabaseConfig, DatabaseUrl};
 
 /// Every file of `migrations/`, compiled into the binary.
@@ -15,28 +16,29 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("cannot create database {name} on {url}: {source}")]
+    /// One sentence: where, what went wrong, and where the URL came from.
+    #[error("{sentence}; the URL is from {origin}")]
+    Connect {
+        failure: ConnectFailure,
+        sentence: String,
+        origin: String,
+    },
+    #[error("cannot create database {name} on {url}: {cause}")]
     Create {
         name: String,
         url: String,
-        source: sqlx::Error,
+        cause: String,
     },
-    #[error("migrating {url} failed: {source}")]
+    #[error("migrating {url} failed: {cause}")]
     Migrate {
         url: String,
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     #[error(
         "{} migrations pending: run `mcp-healthd migrate` (as the schema owner); the schema of {url} lacks {pending:?}",
         .pending.len()
     )]
     Behind { url: String, pending: Vec<i64> },
-    #[error(
-        "database {name} does not exist on {url}: run `mcp-healthd migrate` to create it (this command does not)"
-    )]
-    Missing { name: String, url: String },
     #[error(
         "{url} has migrations this binary does not know ({unknown:?}); run the newer mcp-healthd or upgrade this one"
     )]
@@ -52,6 +54,37 @@ impl DbError {
             self,
             DbError::Migrate { .. } | DbError::Behind { .. } | DbError::Ahead { .. }
         )
+    }
+
+    /// A connection the server refused for a reason only the configuration can fix.
+    pub fn is_rejected_credentials(&self) -> bool {
+        matches!(
+            self,
+            DbError::Connect {
+                failure: ConnectFailure::Auth,
+                ..
+            }
+        )
+    }
+
+    /// The database named in the URL does not exist.
+    pub fn is_missing_database(&self) -> bool {
+        matches!(
+            self,
+            DbError::Connect {
+                failure: ConnectFailure::Missing,
+                ..
+            }
+        )
+    }
+
+    fn connect(config: &DatabaseConfig, e: &sqlx::Error) -> Self {
+        let (failure, sentence) = explain(config, e);
+        DbError::Connect {
+            failure,
+            sentence,
+            origin: config.url_origin.clone(),
+        }
     }
 }
 
@@ -76,10 +109,7 @@ fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError>
                 ("idle_in_transaction_session_timeout", ms.as_str()),
             ])
         })
-        .map_err(|source| DbError::Connect {
-            url: config.url.to_string(),
-            source,
-        })
+        .map_err(|e| DbError::connect(config, &e))
 }
 
 /// The client-side deadline of one database call: a server that has gone silent (stopped, or a
@@ -109,32 +139,36 @@ pub fn call_limit(config: &DatabaseConfig) -> Duration {
     config.statement_timeout
 }
 
-/// Opens a pool; fails after `connect_timeout` if the server does not answer.
+/// Opens a pool; fails after `connect_timeout` if the server does not answer. One connection
+/// is made alone first: a pool retries a refused connection until its timeout and then reports
+/// only that it timed out, where one attempt says why (refused, password, no such database).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let options = connect_options(config)?;
+    let first = deadline(
+        config.connect_timeout,
+        sqlx::PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|e| DbError::connect(config, &e))?;
+    let _ = first.close().await;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.connect_timeout)
         // A dead connection surfaces as an error on use, which every caller handles; a ping
         // before each use would double the round trips of the status path.
         .test_before_acquire(false)
-        .connect_with(connect_options(config)?)
+        .connect_with(options)
         .await
-        .map_err(|source| DbError::Connect {
-            url: config.url.to_string(),
-            source,
-        })
+        .map_err(|e| DbError::connect(config, &e))
 }
 
 /// Creates the database named in the URL if it does not exist. Returns whether it created it.
-pub async fn ensure_database(url: &DatabaseUrl) -> Result<bool, DbError> {
-    let create_err = |source| DbError::Create {
-        name: url.database_name().unwrap_or_default(),
-        url: url.to_string(),
-        source,
-    };
+/// A server that cannot be reached, or refuses us, fails as a connection does.
+pub async fn ensure_database(config: &DatabaseConfig) -> Result<bool, DbError> {
+    let url = &config.url;
     if Postgres::database_exists(url.expose())
         .await
-        .map_err(create_err)?
+        .map_err(|e| DbError::connect(config, &e))?
     {
         return Ok(false);
     }
@@ -142,7 +176,14 @@ pub async fn ensure_database(url: &DatabaseUrl) -> Result<bool, DbError> {
         Ok(()) => Ok(true),
         // Another daemon created it between our check and our CREATE.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
-        Err(e) => Err(create_err(e)),
+        Err(e) => Err(DbError::Create {
+            name: url.database_name().unwrap_or_default(),
+            url: url.to_string(),
+            cause: match e.as_database_error() {
+                Some(d) => crate::text::echo(d.message()),
+                None => crate::text::echo(&e.to_string()),
+            },
+        }),
     }
 }
 
@@ -166,9 +207,9 @@ pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<Vec<Applied>, D
         Err(e) => Err(e),
     };
     migrating.close().await;
-    ran.map_err(|source| DbError::Migrate {
+    ran.map_err(|cause| DbError::Migrate {
         url: url.to_string(),
-        source,
+        cause,
     })?;
     Ok(MIGRATOR
         .iter()
@@ -222,7 +263,7 @@ pub async fn check_current(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbErr
 /// and the demo use this: every other command opens with [`open_current`].
 pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbError> {
     if config.auto_migrate {
-        ensure_database(&config.url).await?;
+        ensure_database(config).await?;
     }
     let pool = connect(config).await?;
     if config.auto_migrate {
@@ -238,16 +279,7 @@ pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbE
 /// `migrate`, whatever `auto_migrate` says): never creates the database and never migrates;
 /// fails, saying so, when the database does not exist or migrations are pending.
 pub async fn open_current(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let pool = connect(config).await.map_err(|e| match e {
-        DbError::Connect {
-            url,
-            source: sqlx::Error::Database(db),
-        } if db.code().as_deref() == Some("3D000") => DbError::Missing {
-            name: config.url.database_name().unwrap_or_default(),
-            url,
-        },
-        other => other,
-    })?;
+    let pool = connect(config).await?;
     if let Err(e) = check_current(&pool, &config.url).await {
         pool.close().await;
         return Err(e);

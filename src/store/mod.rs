@@ -8,6 +8,7 @@
 //! May import: `config`, `clock`, `plan`, `observe`, `probe` (the results it stores).
 
 pub mod adopt;
+mod connect_error;
 pub mod dashboard;
 pub mod db;
 pub mod legacy;

@@ -19,6 +19,7 @@ mod check_command;
 mod cluster;
 mod config_check;
 mod faults;
+mod first_contact;
 mod http_endpoint;
 mod legacy_migration;
 mod log_hygiene;

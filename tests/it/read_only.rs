@@ -50,10 +50,13 @@ async fn a_missing_database_is_reported_and_stays_missing() {
             text(&out.stderr)
         );
         let stderr = text(&out.stderr);
-        assert!(
-            stderr.contains(&format!("database {name} does not exist"))
-                && stderr.contains("run `mcp-healthd migrate`"),
-            "`{shown}`: {stderr}"
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "mcp-healthd: database {name} does not exist — run mcp-healthd migrate; \
+                 the URL is from DATABASE_URL"
+            ),
+            "`{shown}`"
         );
         assert!(text(&out.stdout).is_empty(), "`{shown}` printed a result");
         assert!(!database_exists(&name).await, "`{shown}` created {name}");

@@ -24,6 +24,7 @@ pub(super) fn database(
 ) -> DatabaseConfig {
     DatabaseConfig {
         url: database_url(c, raw, database_url_env),
+        url_origin: String::new(), // filled in by `Config::from_toml`, which knows the file
         // One connection is held for life by the registry listener; at least one must be left.
         max_connections: c.int("database.max_connections", raw.max_connections, 2, 1000),
         auto_migrate: raw.auto_migrate,
