@@ -33,7 +33,7 @@ impl Leadership {
 pub struct JobScheduling {
     scheduler: JobScheduler,
     lease_task: tokio::task::JoinHandle<()>,
-    runs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    runs: Arc<tokio::sync::Mutex<Option<JoinSet<()>>>>,
     stop: CancellationToken,
 }
 
@@ -56,7 +56,7 @@ pub async fn start(
         config,
         holder,
         leadership,
-        runs: Arc::new(tokio::sync::Mutex::new(JoinSet::new())),
+        runs: Arc::new(tokio::sync::Mutex::new(Some(JoinSet::new()))),
     };
     let scheduler = JobScheduler::new().await?;
     for job in JobName::ALL {
@@ -78,7 +78,7 @@ struct Shared {
     config: Arc<Config>,
     holder: String,
     leadership: Arc<Leadership>,
-    runs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    runs: Arc<tokio::sync::Mutex<Option<JoinSet<()>>>>,
 }
 
 /// The cron entry of one job, on the job's schedule.
@@ -99,7 +99,10 @@ async fn on_tick(job: JobName, shared: Shared, schedule: CronSchedule) {
     let now = Utc::now();
     let due = schedule.latest_at_or_before(now).unwrap_or(now);
     let runs = shared.runs.clone();
-    spawn_reaping(&mut *runs.lock().await, run_due(job, shared, epoch, due));
+    // `None` once stopping: a firing that raced the stop starts nothing the stop cannot see.
+    if let Some(runs) = runs.lock().await.as_mut() {
+        spawn_reaping(runs, run_due(job, shared, epoch, due));
+    }
 }
 
 /// Spawns `run` into `runs` after taking out the runs that have finished, so the set holds
@@ -140,7 +143,7 @@ impl JobScheduling {
     /// transactions roll back), and always releases the lease.
     pub async fn stop(mut self, grace: std::time::Duration) {
         let _ = self.scheduler.shutdown().await;
-        let mut runs = std::mem::take(&mut *self.runs.lock().await);
+        let mut runs = self.runs.lock().await.take().unwrap_or_default();
         let finished =
             tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
         if finished.is_err() {
