@@ -51,20 +51,39 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let (signal_task, mut signals) = signals::spawn_handler(shutdown.clone())?;
+    let stopped = run_with(config, &shutdown, &mut signals, &source, log.as_ref()).await;
+    signal_task.abort();
+    stopped
+}
+
+/// The daemon with no signal handling of its own, stopped by cancelling `shutdown`: the demo
+/// owns Ctrl-C, since a second one must still remove what the demo made.
+pub async fn run_until(
+    config: Config,
+    source: ConfigSource,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let (_, mut no_reloads) = mpsc::channel(1);
+    run_with(config, &shutdown, &mut no_reloads, &source, None).await
+}
+
+async fn run_with(
+    config: Config,
+    shutdown: &CancellationToken,
+    signals: &mut mpsc::Receiver<Signal>,
+    source: &ConfigSource,
+    log: Option<&LevelHandle>,
+) -> anyhow::Result<ExitCode> {
     Notifier.status("connecting to the database");
-    let Some(pool) = connect::with_retry(&config, &shutdown).await? else {
-        signal_task.abort();
+    let Some(pool) = connect::with_retry(&config, shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     let mut daemon = Daemon::start(Arc::new(config), pool).await?;
     Notifier.ready();
     Notifier.status(&daemon.running.stats.status_line());
-    daemon
-        .serve(&shutdown, &mut signals, &source, log.as_ref())
-        .await;
+    daemon.serve(shutdown, signals, source, log).await;
     Notifier.stopping();
     daemon.stop().await;
-    signal_task.abort();
     tracing::info!(event = "daemon_stopped", "stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster for the demo, made from the system's `initdb` and `postgres`
 //! binaries in a temporary directory, listening on a free loopback port, trust auth. Stopped
-//! (fast shutdown) and removed by [`Throwaway::stop`], or on drop.
+//! (fast shutdown) and removed by [`Throwaway::stop`], or on drop. It runs in a process group
+//! of its own, so a Ctrl-C at the terminal reaches only the demo, which stops it last.
 //!
 //! initdb refuses to run as root; as root, the cluster runs as the `postgres` user, switched to
 //! directly with `setuid`/`setgid` on the child (no sudo needed).
@@ -116,6 +117,9 @@ fn command(bin: &Path, name: &str, user: Option<(u32, u32)>) -> Command {
     if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }
+    // A process group of its own: the terminal's Ctrl-C goes to the demo, which stops the
+    // server after the daemon's final flush, not to the server first.
+    cmd.process_group(0);
     cmd.env_remove("PGDATA").env("LC_ALL", "C");
     cmd
 }

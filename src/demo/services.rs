@@ -11,11 +11,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
+/// How long a slow sample takes to answer: more than the demo's `probe.degraded_after`
+/// (250 ms), less than its `probe.timeout` (1 s).
+pub const SLOW: Duration = Duration::from_millis(400);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     Healthy,
     Failing,
-    /// Answers after three seconds: longer than the demo's probe timeout.
+    /// Answers after [`SLOW`]: degraded, but within the demo's probe timeout.
     Slow,
     /// Three answers, then three failures, and so on.
     Flapping,
@@ -67,7 +71,7 @@ pub async fn spawn(behaviour: Behaviour) -> std::io::Result<Service> {
         let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
         async move {
             if behaviour == Behaviour::Slow {
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                tokio::time::sleep(SLOW).await;
             }
             match behaviour.succeeds(n) {
                 true => (StatusCode::OK, "{\"status\":\"ok\"}"),

@@ -70,7 +70,9 @@ impl fmt::Display for ErrorKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Success { status: u16 },
+    Success {
+        status: u16,
+    },
     /// `status` is the HTTP status when the check got a response (a failure by status, or by
     /// body).
     Failure {

@@ -37,6 +37,16 @@ pub async fn load(pool: &PgPool) -> sqlx::Result<Vec<DashboardRow>> {
     .await
 }
 
+/// Below one millisecond (all loopback answers) as `<1ms`, rather than `0ms`.
+pub fn latency(ms: Option<i32>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1 => "<1ms".into(),
+        Some(ms) if ms < 10_000 => format!("{ms}ms"),
+        Some(ms) => format!("{:.1}s", f64::from(ms) / 1000.0),
+    }
+}
+
 /// When every checked service is stale, the likeliest cause is that no daemon runs: says so,
 /// with the newest check time. `None` otherwise.
 pub fn no_daemon_hint(rows: &[DashboardRow]) -> Option<String> {
@@ -113,9 +123,7 @@ pub fn render(rows: &[DashboardRow], now: DateTime<Utc>, color: bool) -> String 
             );
             category = Some(this);
         }
-        let latency = r
-            .response_time_ms
-            .map_or("-".into(), |ms| format!("{ms}ms"));
+        let latency = latency(r.response_time_ms);
         let uptime = r
             .uptime_percentage
             .map_or("-".into(), |u| format!("{u:.2}%"));
