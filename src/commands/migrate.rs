@@ -14,7 +14,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let pool = db::connect(&config.database).await?;
-    let applied = db::migrate(&pool, url).await?;
+    let applied = db::migrate(&pool, url, true).await?;
     if applied.is_empty() {
         println!(
             "{url}: schema is up to date ({} migrations)",

@@ -86,17 +86,28 @@ async fn drop_database(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> 
     .map(drop)
 }
 
-/// Drops the demo databases whose demo is gone (their lock is free).
+/// Drops the demo databases whose demo is gone: their lock is free and nobody is connected (a
+/// lock can be lost while its demo runs, say when the server restarts; its sessions cannot).
+/// Without FORCE, so a session that connects meanwhile makes the drop fail, not vanish.
 async fn drop_abandoned(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
-            .bind(PREFIX)
-            .fetch_all(&mut *conn)
-            .await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database d
+          WHERE starts_with(datname, $1)
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
+    )
+    .bind(PREFIX)
+    .fetch_all(&mut *conn)
+    .await?;
     for name in names.iter().filter(|n| is_demo_name(n)) {
         if try_lock(conn, name).await? {
-            drop_database(conn, name).await?;
-            println!("dropped {name}, left by a demo that was stopped abruptly");
+            let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\""
+            )))
+            .execute(&mut *conn)
+            .await;
+            if dropped.is_ok() {
+                println!("dropped {name}, left by a demo that was stopped abruptly");
+            }
             sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
                 .bind(LOCK_SPACE)
                 .bind(name)

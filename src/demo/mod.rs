@@ -78,6 +78,9 @@ fn demo_config(config: &Config, url: DatabaseUrl) -> Config {
     c.jobs.lease_ttl = Duration::from_secs(6);
     // In-flight checks end within the probe timeout anyway: Ctrl-C stops the tour at once.
     c.daemon.shutdown_grace = Duration::from_millis(500);
+    // Never the real daemon's state directory: its saved results are not the demo's to replay,
+    // and the demo's must not be replayed into production.
+    c.daemon.state_dir = None;
     // Show /metrics if the configured address is free; never fail the tour over it.
     c.http.listen = c
         .http

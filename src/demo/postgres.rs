@@ -120,6 +120,17 @@ fn command(bin: &Path, name: &str, user: Option<(u32, u32)>) -> Command {
     // A process group of its own: the terminal's Ctrl-C goes to the demo, which stops the
     // server after the daemon's final flush, not to the server first.
     cmd.process_group(0);
+    // ...so a demo killed outright (SIGKILL, a crash) must still take the server with it: the
+    // kernel sends SIGINT (a fast shutdown) when the demo's thread that started it is gone. Set
+    // after the uid change (which would clear it); runtime worker threads live as long as the
+    // demo.
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+            Ok(())
+        });
+    }
     cmd.env_remove("PGDATA").env("LC_ALL", "C");
     cmd
 }
@@ -163,7 +174,9 @@ impl Throwaway {
         let child = command(&bin, "postgres", user)
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            // No TCP at all: the cluster trusts whoever connects, so only its socket, in the
+            // cluster's own 0700 directory, is open (a local user cannot reach it).
+            .args(["-p", &port.to_string(), "-h", "", "-k"])
             .arg(&dir)
             .args([
                 "-c",
@@ -179,8 +192,12 @@ impl Throwaway {
             .spawn()
             .context("cannot start postgres")?;
         this.child = Some(child);
-        this.url = DatabaseUrl::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-            .expect("valid");
+        let socket_dir = url::form_urlencoded::byte_serialize(dir.as_os_str().as_encoded_bytes())
+            .collect::<String>();
+        this.url = DatabaseUrl::parse(&format!(
+            "postgres://postgres@localhost:{port}/postgres?host={socket_dir}"
+        ))
+        .map_err(|e| anyhow::anyhow!("the cluster's socket directory does not make a URL: {e}"))?;
         this.wait_ready().await?;
         Ok(this)
     }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 
@@ -27,6 +28,7 @@ pub enum DbError {
     Create {
         name: String,
         url: String,
+        refused: bool,
         cause: String,
     },
     #[error("migrating {url} failed: {cause}")]
@@ -43,6 +45,10 @@ pub enum DbError {
         "{url} has migrations this binary does not know ({unknown:?}); run the newer mcp-healthd or upgrade this one"
     )]
     Ahead { url: String, unknown: Vec<i64> },
+    #[error(
+        "{url} holds the original design's tables: run `mcp-healthd migrate` to convert them (the daemon does not: converting locks the platform's tables for the whole copy)"
+    )]
+    Unadopted { url: String },
     #[error(transparent)]
     Query(#[from] sqlx::Error),
 }
@@ -52,7 +58,11 @@ impl DbError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            DbError::Migrate { .. } | DbError::Behind { .. } | DbError::Ahead { .. }
+            DbError::Migrate { .. }
+                | DbError::Unadopted { .. }
+                | DbError::Behind { .. }
+                | DbError::Ahead { .. }
+                | DbError::Create { refused: true, .. }
         )
     }
 
@@ -163,22 +173,30 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
 }
 
 /// Creates the database named in the URL if it does not exist. Returns whether it created it.
-/// A server that cannot be reached, or refuses us, fails as a connection does.
+/// It connects to that database first (a server that cannot be reached, or refuses us, fails
+/// as any connection does); only when the server says it does not exist does it go through the
+/// maintenance database to create it.
 pub async fn ensure_database(config: &DatabaseConfig) -> Result<bool, DbError> {
     let url = &config.url;
-    if Postgres::database_exists(url.expose())
-        .await
-        .map_err(|e| DbError::connect(config, &e))?
-    {
-        return Ok(false);
+    let options = connect_options(config)?;
+    match deadline(config.connect_timeout, PgConnection::connect_with(&options)).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(false);
+        }
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000") => {}
+        Err(e) => return Err(DbError::connect(config, &e)),
     }
-    match Postgres::create_database(url.expose()).await {
+    let create = Postgres::create_database(url.expose());
+    match deadline(config.connect_timeout, create).await {
         Ok(()) => Ok(true),
         // Another daemon created it between our check and our CREATE.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
         Err(e) => Err(DbError::Create {
             name: url.database_name().unwrap_or_default(),
             url: url.to_string(),
+            // The server answered (no privilege, no maintenance database): retrying cannot help.
+            refused: e.as_database_error().is_some(),
             cause: match e.as_database_error() {
                 Some(d) => crate::text::echo(d.message()),
                 None => crate::text::echo(&e.to_string()),
@@ -190,7 +208,13 @@ pub async fn ensure_database(config: &DatabaseConfig) -> Result<bool, DbError> {
 /// Applies pending migrations (under the migrator's advisory lock, so several daemons starting
 /// together are safe) and returns the ones this call applied, oldest first. Migrations run
 /// without the session's statement deadline: converting a large table may take minutes.
-pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<Vec<Applied>, DbError> {
+/// Converting the original design's tables (`adopt`) is for an operator's explicit `migrate`
+/// only: it locks the platform's tables for the whole copy, which a daemon's restart must not.
+pub async fn migrate(
+    pool: &PgPool,
+    url: &DatabaseUrl,
+    adopt: bool,
+) -> Result<Vec<Applied>, DbError> {
     let before: HashSet<i64> = applied_versions(pool).await?;
     // One connection of its own, whose options (later ones win) lift the deadline.
     let unlimited = (*pool.connect_options())
@@ -202,6 +226,16 @@ pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<Vec<Applied>, D
         .await?;
     // A database holding the original design's tables (its migration 008) is converted in
     // place first, in one transaction with every migration: see `store::adopt`.
+    if !adopt
+        && super::adopt::pending(&migrating, &MIGRATOR)
+            .await
+            .unwrap_or(false)
+    {
+        migrating.close().await;
+        return Err(DbError::Unadopted {
+            url: url.to_string(),
+        });
+    }
     let ran = match super::adopt::original_design(&migrating, &MIGRATOR).await {
         Ok(_) => MIGRATOR.run(&migrating).await,
         Err(e) => Err(e),
@@ -267,7 +301,7 @@ pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbE
     }
     let pool = connect(config).await?;
     if config.auto_migrate {
-        let applied = migrate(&pool, &config.url).await?;
+        let applied = migrate(&pool, &config.url, false).await?;
         Ok((pool, applied))
     } else {
         check_current(&pool, &config.url).await?;

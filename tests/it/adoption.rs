@@ -129,6 +129,16 @@ async fn a_database_with_the_original_008_is_converted_in_place() {
             .await
             .unwrap();
 
+    // A daemon's start does not convert the platform's tables (that locks them for the whole
+    // copy): only an explicit `migrate` does.
+    let run = healthd(&["run"], &[("DATABASE_URL", db.url.expose())]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("holds the original design's tables: run `mcp-healthd migrate`"),
+        "{}",
+        text(&run.stderr)
+    );
+
     let started = std::time::Instant::now();
     let out = migrate(&db);
     let took = started.elapsed();

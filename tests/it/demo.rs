@@ -80,13 +80,20 @@ fn wait_exit(child: &mut Child, since: Instant) -> (ExitStatus, Duration, String
     }
 }
 
-/// Ctrl-C, then waits for the demo to exit, which must be successful and within 2 s.
+/// How long a demo on the shared server may take: its stop includes `DROP DATABASE`, which
+/// waits for a checkpoint of a server the other tests keep busy (seen: 0.15-0.5 s).
+const SERVER_STOP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Ctrl-C, then waits for the demo (on the shared server) to exit, which must be successful.
 fn ctrl_c_and_wait(child: &mut Child) -> Duration {
     let sent = Instant::now();
     interrupt(child);
     let (status, took, stderr) = wait_exit(child, sent);
     assert!(status.success(), "demo exit {status}: {stderr}");
-    assert!(took < STOP_WITHIN, "Ctrl-C took {took:?} to stop the demo");
+    assert!(
+        took < SERVER_STOP_WITHIN,
+        "Ctrl-C took {took:?} to stop the demo"
+    );
     took
 }
 

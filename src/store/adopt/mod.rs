@@ -63,6 +63,12 @@ fn refuse(why: impl std::fmt::Display) -> MigrateError {
     )))
 }
 
+/// Whether the database holds the original design's tables, still to be converted.
+pub async fn pending(pool: &PgPool, migrator: &Migrator) -> Result<bool, MigrateError> {
+    let mut conn = pool.acquire().await?;
+    is_original_design(&mut conn, migrator).await
+}
+
 /// Converts the original design's schema in place when the database has it, applying every
 /// migration on the way; does nothing (and returns `None`) otherwise.
 pub async fn original_design(
