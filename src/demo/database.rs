@@ -106,7 +106,7 @@ async fn drop_abandoned(conn: &mut PgConnection) -> anyhow::Result<()> {
             .execute(&mut *conn)
             .await;
             if dropped.is_ok() {
-                println!("dropped {name}, left by a demo that was stopped abruptly");
+                say!("dropped {name}, left by a demo that was stopped abruptly");
             }
             sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
                 .bind(LOCK_SPACE)
@@ -127,7 +127,7 @@ impl DemoDatabase {
         if let Some(mut lock) = connect(&server).await {
             anyhow::ensure!(try_lock(&mut lock, &name).await?, "{name} is locked");
             drop_abandoned(&mut lock).await?;
-            println!("database: {name} on the configured server {server} (dropped at the end)");
+            say!("database: {name} on the configured server {server} (dropped at the end)");
             return Ok(Self {
                 url: configured.with_database(&name),
                 name,
@@ -135,11 +135,11 @@ impl DemoDatabase {
                 place: Place::OnServer { lock },
             });
         }
-        println!(
+        say!(
             "the configured database {configured} does not answer; starting a throwaway PostgreSQL"
         );
         let cluster = Throwaway::start().await?;
-        println!(
+        say!(
             "throwaway PostgreSQL pid {} in {} ({})",
             cluster.pid().unwrap_or(0),
             cluster.dir().display(),

@@ -10,6 +10,23 @@
 //!
 //! The top layer with `commands`: may import anything below it.
 
+/// `println!` that never panics: the demo's output may be a pipe that closed (`demo | head`)
+/// or a terminal that went away, and the stop path must still remove what the demo made.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see `say!`).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod database;
 mod layout;
 mod postgres;
@@ -109,7 +126,7 @@ pub async fn run(
     let database = tokio::select! {
         () = signals.next() => {
             // A cluster half started is stopped and removed as its future is dropped.
-            println!("stopping…");
+            say!("stopping…");
             return Ok(ExitCode::SUCCESS);
         }
         opened = DemoDatabase::open(&config.database.url) => opened?,
@@ -127,7 +144,7 @@ pub async fn run(
     .await;
     let removed = database.remove().await;
     let _ = work.close();
-    println!("demo stopped; everything it started is stopped and what it created is removed");
+    say!("demo stopped; everything it started is stopped and what it created is removed");
     removed?;
     Ok(match stopped? {
         Stop::Orderly => ExitCode::SUCCESS,
@@ -166,7 +183,7 @@ async fn tour(
 ) -> anyhow::Result<Stop> {
     let fleet = tokio::select! {
         () = signals.next() => {
-            println!("stopping…");
+            say!("stopping…");
             return Ok(Stop::Orderly);
         }
         fleet = Fleet::start(config, samples) => fleet?,
@@ -179,7 +196,7 @@ async fn tour(
         metrics: config.http.listen,
         degraded_after: config.probe.degraded_after,
     };
-    println!(
+    say!(
         "{} sample services on 127.0.0.1 (healthy, failing, slow, flapping, recovering); checks every {}s{}",
         banner.services,
         banner.interval.as_secs(),
@@ -188,7 +205,7 @@ async fn tour(
             .map(|a| format!("; metrics at http://{a}/metrics"))
             .unwrap_or_default()
     );
-    println!("daemon log: {}  —  Ctrl-C to stop\n", log.display());
+    say!("daemon log: {}  —  Ctrl-C to stop\n", log.display());
 
     let shutdown = CancellationToken::new();
     let run = crate::daemon::run_until(config.clone(), source, shutdown.clone());
@@ -196,7 +213,7 @@ async fn tour(
     let mut view = View::new()?;
     let watched = view.watch(&fleet.pool, &banner, &daemon, signals).await;
     drop(view);
-    println!("stopping…");
+    say!("stopping…");
     shutdown.cancel();
     let stop = tokio::select! {
         ended = &mut daemon => {
@@ -205,7 +222,7 @@ async fn tour(
         }
         () = signals.next() => {
             daemon.abort();
-            println!("stopping now, without waiting for the daemon…");
+            say!("stopping now, without waiting for the daemon…");
             Stop::Forced
         }
     };

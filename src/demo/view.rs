@@ -104,12 +104,12 @@ impl View {
                 screen.draw(&lines, (width, height))?;
             }
             Self::Pipe { started } if fresh => {
-                println!("---- {}s ----", started.elapsed().as_secs());
-                print!("{}", dashboard::render(rows, chrono::Utc::now(), false));
+                say!("---- {}s ----", started.elapsed().as_secs());
+                say_raw!("{}", dashboard::render(rows, chrono::Utc::now(), false));
                 if !alerts.is_empty() {
-                    println!("\nrecent alerts:");
+                    say!("\nrecent alerts:");
                     for a in alerts {
-                        println!("  {a}");
+                        say!("  {a}");
                     }
                 }
             }
