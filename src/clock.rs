@@ -58,6 +58,15 @@ impl Renewal {
     }
 }
 
+/// Sleeps until `at`, or forever when there is no such moment: a `select!` arm for an optional
+/// deadline (a fence, a hand-over).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

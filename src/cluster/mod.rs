@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Renewal;
+use crate::clock::{Renewal, sleep_until};
 pub use crate::plan::placement::{owner, owns};
 use crate::store::db;
 pub use claim::{ClaimError, NameClaim};
@@ -156,13 +156,6 @@ pub async fn keep_membership(
         tracing::warn!(event = "heartbeat_not_removed", error = %e, "others take over when it expires");
     }
     claim.release().await;
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Our heartbeat has expired unconfirmed: if others were live, they take our services over now,

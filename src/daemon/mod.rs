@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::sleep_until;
 use crate::cluster::{self, hostname, instance_id};
 use crate::config::{Config, ConfigSource};
 use crate::observe::notify::Notifier;
@@ -338,13 +339,6 @@ async fn replay_spilled(pool: &PgPool, config: &Config, checked_by: &str) {
         Ok(_) => {}
         Err(e) => tracing::error!(event = "replay_failed", dir = %dir.display(), error = %e,
                                   "cannot read the state directory"),
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -56,9 +56,13 @@ impl Running {
     /// Whether this daemon checks `service` now: it owns it among the live members (owning
     /// nothing while fenced), and it is not held back for a hand-over.
     fn checks(&self, service: &str) -> bool {
-        !self.members.is_empty()
-            && cluster::owns(&self.me, &self.members, service)
-            && !self.held.contains_key(service)
+        self.owns(service) && !self.held.contains_key(service)
+    }
+
+    /// Whether this daemon owns `service` among the live members; while fenced (no members)
+    /// it owns nothing.
+    fn owns(&self, service: &str) -> bool {
+        !self.members.is_empty() && cluster::owns(&self.me, &self.members, service)
     }
 
     /// Runs the services of `rows` this daemon owns among the live daemons.
@@ -102,7 +106,7 @@ impl Running {
             .rows
             .iter()
             .map(|r| r.service_type.clone())
-            .filter(|s| !self.members.is_empty() && cluster::owns(&self.me, &self.members, s))
+            .filter(|s| self.owns(s))
             .collect();
         self.held.retain(|s, _| owned.contains(s));
         let release_at = Instant::now() + self.handover;
