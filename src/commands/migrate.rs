@@ -7,13 +7,13 @@ use crate::store::db;
 
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let url = &config.database.url;
-    if db::ensure_database(&config.database).await? {
+    let (pool, created) = db::connect_creating(&config.database).await?;
+    if created {
         println!(
             "created database {}",
             url.database_name().unwrap_or_default()
         );
     }
-    let pool = db::connect(&config.database).await?;
     let applied = db::migrate(&pool, url, true).await?;
     if applied.is_empty() {
         println!(

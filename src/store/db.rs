@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 
@@ -172,25 +171,26 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .map_err(|e| DbError::connect(config, &e))
 }
 
-/// Creates the database named in the URL if it does not exist. Returns whether it created it.
-/// It connects to that database first (a server that cannot be reached, or refuses us, fails
-/// as any connection does); only when the server says it does not exist does it go through the
-/// maintenance database to create it.
-pub async fn ensure_database(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let url = &config.url;
-    let options = connect_options(config)?;
-    match deadline(config.connect_timeout, PgConnection::connect_with(&options)).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            return Ok(false);
+/// Connects, creating the database first when the server says it does not exist (through the
+/// maintenance database). Returns the pool and whether it created the database. A server that
+/// cannot be reached, or refuses us, fails as any connection does.
+pub async fn connect_creating(config: &DatabaseConfig) -> Result<(PgPool, bool), DbError> {
+    match connect(config).await {
+        Err(e) if e.is_missing_database() => {
+            let created = create_database(config).await?;
+            Ok((connect(config).await?, created))
         }
-        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000") => {}
-        Err(e) => return Err(DbError::connect(config, &e)),
+        other => other.map(|pool| (pool, false)),
     }
+}
+
+/// CREATE DATABASE for the URL's database; `false` if another daemon created it meanwhile.
+async fn create_database(config: &DatabaseConfig) -> Result<bool, DbError> {
+    let url = &config.url;
     let create = Postgres::create_database(url.expose());
     match deadline(config.connect_timeout, create).await {
         Ok(()) => Ok(true),
-        // Another daemon created it between our check and our CREATE.
+        // Another daemon created it between our connection attempt and our CREATE.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
         Err(e) => Err(DbError::Create {
             name: url.database_name().unwrap_or_default(),
@@ -296,10 +296,10 @@ pub async fn check_current(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbErr
 /// migrations, otherwise only checks that none is pending. Only `run` (with retries around it)
 /// and the demo use this: every other command opens with [`open_current`].
 pub async fn open(config: &DatabaseConfig) -> Result<(PgPool, Vec<Applied>), DbError> {
-    if config.auto_migrate {
-        ensure_database(config).await?;
-    }
-    let pool = connect(config).await?;
+    let pool = match config.auto_migrate {
+        true => connect_creating(config).await?.0,
+        false => connect(config).await?,
+    };
     if config.auto_migrate {
         let applied = migrate(&pool, &config.url, false).await?;
         Ok((pool, applied))
