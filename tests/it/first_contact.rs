@@ -72,13 +72,14 @@ async fn password_rejecting_server() -> u16 {
     port
 }
 
-async fn closed_port() -> u16 {
+async fn closed_port() -> fleet::ClosedPort {
     fleet::closed_port().await.unwrap()
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_one_sentence_naming_where_the_url_came_from() {
-    let port = closed_port().await;
+    let closed = closed_port().await;
+    let port = closed.port;
     let url = format!("postgres://postgres@127.0.0.1:{port}/mcp_health");
     let out = healthd(&["status"], &[("DATABASE_URL", &url)]);
     assert_eq!(out.status.code(), Some(1));
@@ -157,7 +158,8 @@ async fn a_missing_database_without_auto_migrate_ends_run_with_78() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_says_it_is_waiting_for_the_database_at_each_attempt() {
-    let port = closed_port().await;
+    let closed = closed_port().await;
+    let port = closed.port;
     let url = mcp_healthd::config::DatabaseUrl::parse(&format!(
         "postgres://postgres@127.0.0.1:{port}/mcp_health"
     ))

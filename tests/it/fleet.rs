@@ -76,10 +76,21 @@ pub async fn try_spawn(behaviour: Behaviour) -> std::io::Result<Server> {
     Ok(Server { port, hits, task })
 }
 
-/// A port on which nothing listens.
-pub async fn closed_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    Ok(listener.local_addr()?.port())
+/// A port on which nothing listens, held for as long as this lives: bound but not listening,
+/// so a connection is refused, and no server of a test running alongside can take the port.
+pub struct ClosedPort {
+    pub port: u16,
+    _held: tokio::net::TcpSocket,
+}
+
+pub async fn closed_port() -> std::io::Result<ClosedPort> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse().expect("literal"))?;
+    let port = socket.local_addr()?.port();
+    Ok(ClosedPort {
+        port,
+        _held: socket,
+    })
 }
 
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {

@@ -99,12 +99,8 @@ async fn a_misbehaving_fleet_is_classified_and_the_healthy_keep_their_rhythm() {
         register(&db, name, server.port.into()).await;
         servers.insert(name, server);
     }
-    register(
-        &db,
-        "closed_port",
-        fleet::closed_port().await.unwrap().into(),
-    )
-    .await;
+    let closed = fleet::closed_port().await.unwrap();
+    register(&db, "closed_port", closed.port.into()).await;
     register(&db, "bad_port", 0).await;
     // https:// to a server that speaks neither HTTP nor TLS: the TLS handshake fails.
     let plain = fleet::spawn(Behaviour::NotHttp).await;

@@ -63,7 +63,7 @@ async fn registry_credentials_are_used_by_the_probe_and_shown_nowhere() {
     let with_userinfo = |port: u16| format!("http://monitor:{PASSWORD}@127.0.0.1:{port}");
     let rows = [
         ("userinfo_ok", Some(with_userinfo(auth.port)), json!({})),
-        ("userinfo_down", Some(with_userinfo(closed)), json!({})),
+        ("userinfo_down", Some(with_userinfo(closed.port)), json!({})),
         (
             "userinfo_unparsed",
             Some(format!("http://monitor:{PASSWORD}@[::1")),
@@ -179,7 +179,7 @@ async fn registry_credentials_are_used_by_the_probe_and_shown_nowhere() {
         .unwrap();
     assert_eq!(
         alert["url"],
-        format!("http://***@127.0.0.1:{closed}/health")
+        format!("http://***@127.0.0.1:{}/health", closed.port)
     );
     let invalid = events
         .iter()

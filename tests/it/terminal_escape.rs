@@ -29,12 +29,15 @@ fn raw_controls(output: &str) -> Vec<char> {
 async fn status_and_check_escape_what_the_registry_holds() {
     let db = TestDb::migrated().await;
     let mut ports: Vec<i32> = Vec::new();
+    let mut held = Vec::new();
     while ports.len() < ROWS.len() {
         // Closed ports: every check fails at once.
-        let port = i32::from(fleet::closed_port().await.unwrap());
+        let closed = fleet::closed_port().await.unwrap();
+        let port = i32::from(closed.port);
         if !ports.contains(&port) {
             ports.push(port);
         }
+        held.push(closed);
     }
     for ((service, category), port) in ROWS.iter().zip(ports) {
         sqlx::query(
