@@ -69,6 +69,12 @@ pub struct ProbeConfig {
     pub max_body_bytes: usize,
     pub follow_redirects: u32,
     pub degraded_after: Duration,
+    /// 0: failures must be consecutive; N: `failure_threshold` failures among the last N checks.
+    pub failure_window: u32,
+    /// A certificate expiring sooner makes a healthy service degraded (0 disables the warning).
+    pub tls_expiry_warning: Duration,
+    /// Extra trusted root certificates (PEM), e.g. a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +91,14 @@ pub struct UptimeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
     pub reminder_interval: Duration,
+    /// `flap_changes` state changes within this window make a service flapping; zero disables.
+    pub flap_window: Duration,
+    pub flap_changes: u32,
+    /// More than this share of the daemon's services (at least 10) failing at once is a
+    /// monitor-side outage.
+    pub mass_failure_ratio: f64,
+    /// URLs the monitor must reach to trust its own network: all failing is a monitor-side outage.
+    pub canaries: Vec<url::Url>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -55,6 +55,9 @@ pub struct RawProbe {
     pub max_body_bytes: i64,
     pub follow_redirects: i64,
     pub degraded_after: String,
+    pub failure_window: i64,
+    pub tls_expiry_warning: String,
+    pub ca_file: String,
 }
 
 impl Default for RawProbe {
@@ -70,6 +73,9 @@ impl Default for RawProbe {
             max_body_bytes: 65536,
             follow_redirects: 5,
             degraded_after: "2s".into(),
+            failure_window: 0,
+            tls_expiry_warning: "14d".into(),
+            ca_file: String::new(),
         }
     }
 }
@@ -108,12 +114,20 @@ impl Default for RawUptime {
 #[serde(default, deny_unknown_fields)]
 pub struct RawAlerts {
     pub reminder_interval: String,
+    pub flap_window: String,
+    pub flap_changes: i64,
+    pub mass_failure_ratio: f64,
+    pub canaries: Vec<String>,
 }
 
 impl Default for RawAlerts {
     fn default() -> Self {
         Self {
             reminder_interval: "30m".into(),
+            flap_window: "30m".into(),
+            flap_changes: 4,
+            mass_failure_ratio: 0.5,
+            canaries: Vec::new(),
         }
     }
 }

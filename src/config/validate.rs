@@ -56,6 +56,14 @@ impl Checker {
         }
     }
 
+    /// A humantime duration where `0` means "off".
+    fn duration_or_zero(&mut self, key: &str, raw: &str) -> Duration {
+        if raw.trim() == "0" {
+            return Duration::ZERO;
+        }
+        self.duration(key, raw)
+    }
+
     /// An integer within `lo..=hi`.
     fn int<T: TryFrom<i64> + Default>(&mut self, key: &str, value: i64, lo: i64, hi: i64) -> T {
         if !(lo..=hi).contains(&value) {
@@ -103,9 +111,7 @@ pub(super) fn validate(
         refresh_interval: c.duration("registry.refresh_interval", &raw.registry.refresh_interval),
     };
     let uptime = sections::uptime(&mut c, &raw.uptime);
-    let alerts = AlertsConfig {
-        reminder_interval: c.duration("alerts.reminder_interval", &raw.alerts.reminder_interval),
-    };
+    let alerts = sections::alerts(&mut c, &raw.alerts);
     let jobs = sections::jobs(&mut c, &raw.jobs);
     let log = LogConfig {
         format: c.parsed("log.format", raw.log.format.parse()),
@@ -171,6 +177,15 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         },
         alerts: RawAlerts {
             reminder_interval: d(c.alerts.reminder_interval),
+            flap_window: d(c.alerts.flap_window),
+            flap_changes: c.alerts.flap_changes.into(),
+            mass_failure_ratio: c.alerts.mass_failure_ratio,
+            canaries: c
+                .alerts
+                .canaries
+                .iter()
+                .map(|u| crate::text::redact_url(u.as_str()).into_owned())
+                .collect(),
         },
         jobs: raw_jobs(&c.jobs),
         log: RawLog {
@@ -221,6 +236,13 @@ fn raw_probe(c: &ProbeConfig) -> RawProbe {
         max_body_bytes: c.max_body_bytes as i64,
         follow_redirects: c.follow_redirects.into(),
         degraded_after: d(c.degraded_after),
+        failure_window: c.failure_window.into(),
+        tls_expiry_warning: d(c.tls_expiry_warning),
+        ca_file: c
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
     }
 }
 

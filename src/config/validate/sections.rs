@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use super::values::quoted;
 use super::{Checker, format_duration, host};
 use crate::config::raw::{
-    RawAnalyticsRetention, RawCluster, RawDatabase, RawJobs, RawProbe, RawUptime,
+    RawAlerts, RawAnalyticsRetention, RawCluster, RawDatabase, RawJobs, RawProbe, RawUptime,
 };
 use crate::config::{
-    AnalyticsRetentionConfig, CacheCleanupConfig, ClusterConfig, DatabaseConfig, DatabaseUrl,
+    AlertsConfig, AnalyticsRetentionConfig, CacheCleanupConfig, ClusterConfig, DatabaseConfig, DatabaseUrl,
     HousekeepingConfig, JobsConfig, KeyError, PartitionMaintenanceConfig, ProbeConfig,
     UptimeConfig,
 };
@@ -66,9 +67,76 @@ pub(super) fn probe(c: &mut Checker, p: &RawProbe) -> ProbeConfig {
         max_body_bytes: c.int("probe.max_body_bytes", p.max_body_bytes, 0, 64 << 20),
         follow_redirects: c.int("probe.follow_redirects", p.follow_redirects, 0, 20),
         degraded_after: c.duration("probe.degraded_after", &p.degraded_after),
+        failure_window: c.int("probe.failure_window", p.failure_window, 0, 64),
+        tls_expiry_warning: c.duration_or_zero("probe.tls_expiry_warning", &p.tls_expiry_warning),
+        ca_file: c.parsed("probe.ca_file", ca_file(&p.ca_file)),
     };
+    if probe.failure_window != 0 && probe.failure_threshold > probe.failure_window {
+        c.fail(
+            "probe.failure_window",
+            format!(
+                "must be at least probe.failure_threshold ({} < {}), or 0 for consecutive failures",
+                probe.failure_window, probe.failure_threshold
+            ),
+        );
+    }
     probe_timing(c, &probe);
     probe
+}
+
+/// `probe.ca_file`: "" for none, else a readable file holding at least one PEM certificate.
+fn ca_file(raw: &str) -> Result<Option<std::path::PathBuf>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let path = std::path::PathBuf::from(raw);
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(&path).map_err(|e| format!("cannot read {} ({e})", quoted(raw)))?,
+            1 << 20,
+        ),
+        &mut text,
+    )
+    .map_err(|e| format!("cannot read {} ({e})", quoted(raw)))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{} holds no PEM certificate", quoted(raw)));
+    }
+    Ok(Some(path))
+}
+
+/// `[alerts]`: flap detection, monitor-side outage detection and its canaries.
+pub(super) fn alerts(c: &mut Checker, raw: &RawAlerts) -> AlertsConfig {
+    let ratio = raw.mass_failure_ratio;
+    if !(ratio > 0.0 && ratio <= 1.0) {
+        c.fail(
+            "alerts.mass_failure_ratio",
+            format!("must be more than 0 and at most 1 (1 disables it), not {ratio}"),
+        );
+    }
+    let mut canaries = Vec::new();
+    for (i, raw_url) in raw.canaries.iter().enumerate() {
+        match url::Url::parse(raw_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                canaries.push(u)
+            }
+            Ok(_) => c.fail(
+                &format!("alerts.canaries[{i}]"),
+                format!("{} is not an http:// or https:// URL", quoted(&crate::text::redact_url(raw_url))),
+            ),
+            Err(e) => c.fail(
+                &format!("alerts.canaries[{i}]"),
+                format!("{} is not a URL ({e})", quoted(&crate::text::redact_url(raw_url))),
+            ),
+        }
+    }
+    AlertsConfig {
+        reminder_interval: c.duration("alerts.reminder_interval", &raw.reminder_interval),
+        flap_window: c.duration_or_zero("alerts.flap_window", &raw.flap_window),
+        flap_changes: c.int("alerts.flap_changes", raw.flap_changes, 2, 1000),
+        mass_failure_ratio: ratio,
+        canaries,
+    }
 }
 
 /// `probe.timeout` must not exceed `probe.interval` (checked only when both are valid).
