@@ -5,7 +5,9 @@
 //! no idle connections), the whole check (connect, request, capped body read) is bounded by
 //! the target's timeout, and at most `max_body_bytes` of the body are read. Redirects are
 //! followed by `redirect`, which keeps the row's headers and credentials on the target's origin.
+//! An https check also reports when the server's certificate expires (`cert`).
 
+mod cert;
 mod classify;
 mod redirect;
 
@@ -152,6 +154,10 @@ pub struct Check {
     /// Request start to the end of the (capped) body read; up to the timeout on failure.
     pub latency: Duration,
     pub outcome: Outcome,
+    /// The notAfter of the leaf certificate the server presented, for an https check whose
+    /// final hop got a response (whatever its status or body); `None` for plain http and for
+    /// checks that failed before a response.
+    pub tls_not_after: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone)]
@@ -169,6 +175,7 @@ impl Prober {
             .redirect(reqwest::redirect::Policy::none()) // followed by `follow`
             .no_proxy()
             .tcp_nodelay(true)
+            .tls_info(true) // the peer's certificate, for `Check::tls_not_after`
             .build()?;
         Ok(Self {
             client,
@@ -186,6 +193,7 @@ impl Prober {
                 started_at: Utc::now(),
                 latency: Duration::ZERO,
                 outcome: Outcome::failure(ErrorKind::InvalidTarget, invalid.reason.clone()),
+                tls_not_after: None,
             },
         }
     }
@@ -193,7 +201,9 @@ impl Prober {
     pub async fn check(&self, target: &Target) -> Check {
         let started_at = Utc::now();
         let start = Instant::now();
-        let outcome = match tokio::time::timeout(target.timeout, self.exchange(target)).await {
+        let mut tls_not_after = None;
+        let exchange = self.exchange(target, &mut tls_not_after);
+        let outcome = match tokio::time::timeout(target.timeout, exchange).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::failure(
                 ErrorKind::Timeout,
@@ -207,14 +217,26 @@ impl Prober {
             started_at,
             latency: start.elapsed(),
             outcome,
+            tls_not_after,
         }
     }
 
-    async fn exchange(&self, target: &Target) -> Outcome {
+    /// The check's request(s) and body read; sets `tls_not_after` as soon as the final hop's
+    /// response is in, so a body that then fails or times out keeps it.
+    async fn exchange(
+        &self,
+        target: &Target,
+        tls_not_after: &mut Option<DateTime<Utc>>,
+    ) -> Outcome {
         let mut response = match self.follow(target).await {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
+        *tls_not_after = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .and_then(cert::not_after);
         // Read (at most max_body_bytes of) the body: a check is over when its body is.
         let mut body = Vec::new();
         if target.method != Method::Head

@@ -99,6 +99,7 @@ mod tests {
             } else {
                 Outcome::failure(ErrorKind::Connect, "refused")
             },
+            tls_not_after: None,
         }
     }
 

@@ -288,6 +288,7 @@ mod tests {
             started_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             latency: Duration::from_millis(12),
             outcome: Outcome::failure(ErrorKind::Timeout, "slow"),
+            tls_not_after: None,
         };
         let state = ServiceState {
             healthy: Some(false),

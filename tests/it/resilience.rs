@@ -157,6 +157,7 @@ async fn a_batch_retried_under_its_id_is_counted_once() {
             started_at: chrono::Utc::now(),
             latency: Duration::from_millis(5),
             outcome: Outcome::Success { status: 200 },
+            tls_not_after: None,
         };
         batch.record("svc", &ServiceState::default(), &check);
     }
@@ -207,6 +208,7 @@ async fn an_older_check_never_overwrites_a_newer_status() {
             started_at,
             latency: Duration::from_millis(5),
             outcome,
+            tls_not_after: None,
         };
         let mut batch = Pending::default();
         batch.record("svc", &state, &check);
