@@ -5,13 +5,15 @@
 //! no idle connections), the whole check (connect, request, capped body read) is bounded by
 //! the target's timeout, and at most `max_body_bytes` of the body are read. Redirects are
 //! followed by `redirect`, which keeps the row's headers and credentials on the target's origin.
-//! An https check also reports when the server's certificate expires (`cert`).
+//! An https check also reports when the server's certificate expires (`cert`), and trusts the
+//! roots of `probe.ca_file` besides the system's.
 
 mod cert;
 mod classify;
 mod redirect;
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -168,7 +170,14 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// A prober with `config`'s limits; trusts the system's roots and, with `probe.ca_file`,
+    /// every certificate of that PEM file as well. Fails if that file cannot be read or holds
+    /// no certificate, naming the key and the path.
     pub fn new(config: &ProbeConfig) -> anyhow::Result<Self> {
+        let extra_roots = match &config.ca_file {
+            Some(path) => extra_roots(path)?,
+            None => Vec::new(),
+        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("mcp-healthd/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(0)
@@ -176,6 +185,7 @@ impl Prober {
             .no_proxy()
             .tcp_nodelay(true)
             .tls_info(true) // the peer's certificate, for `Check::tls_not_after`
+            .tls_certs_merge(extra_roots)
             .build()?;
         Ok(Self {
             client,
@@ -307,6 +317,34 @@ impl Prober {
         }
         Ok(())
     }
+}
+
+/// The certificates of the PEM file `path` (`probe.ca_file`), to trust as extra roots; each
+/// must parse as a trust anchor, so a bad file fails here, naming the key and the path, not
+/// later with a bare builder error.
+fn extra_roots(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let fail = |why: String| anyhow::anyhow!("probe.ca_file: {path:?} {why}");
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot be read ({e})")))?;
+    let mut roots = Vec::new();
+    for (i, der) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let der = der.map_err(|e| fail(format!("is not valid PEM ({e})")))?;
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| {
+                fail(format!(
+                    "holds an invalid certificate (number {}: {e})",
+                    i + 1
+                ))
+            })?;
+        roots.push(reqwest::Certificate::from_der(&der)?);
+    }
+    if roots.is_empty() {
+        return Err(fail("holds no PEM certificate".to_owned()));
+    }
+    Ok(roots)
 }
 
 /// A response (its body read) against the target's expectations: the status, then the body.
