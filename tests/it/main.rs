@@ -38,3 +38,4 @@ mod secrets;
 mod status_command;
 mod systemd;
 mod terminal_escape;
+mod tls;
