@@ -85,11 +85,11 @@ pub fn validate(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), AddError> {
-    if ends_at <= starts_at {
-        return Err(AddError::EndsBeforeStart { starts_at, ends_at });
-    }
     if ends_at <= now {
         return Err(AddError::EndsInPast { ends_at, now });
+    }
+    if ends_at <= starts_at {
+        return Err(AddError::EndsBeforeStart { starts_at, ends_at });
     }
     if reason.trim().is_empty() {
         return Err(AddError::EmptyReason);
@@ -156,34 +156,37 @@ pub enum EndOutcome {
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
     },
-    /// It had ended already (or had been cancelled before it began), at `ends_at`.
-    AlreadyEnded { ends_at: DateTime<Utc> },
+    /// It had ended already (`ends_at == starts_at`: it was cancelled before it began).
+    AlreadyEnded {
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
     /// No window has this id.
     NotFound,
 }
 
 /// Ends window `id` now (`ends_at = greatest(starts_at, now())`), unless it has ended already.
-/// One statement: two operators ending the same window cannot both end it.
+/// One statement: of two operators ending the same window, one ends it and the other is told
+/// it had ended.
 pub async fn end(pool: &PgPool, id: i64) -> sqlx::Result<EndOutcome> {
-    let (starts_at, ends_at, before): (
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    ) = sqlx::query_as(
+    type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let (ended, before): (Times, Times) = sqlx::query_as::<_, (_, _, _, _)>(
         "WITH ended AS (
              UPDATE maintenance_windows SET ends_at = greatest(starts_at, now())
               WHERE id = $1 AND ends_at > now() AND ends_at > starts_at
              RETURNING starts_at, ends_at)
-         SELECT (SELECT starts_at FROM ended),
-                (SELECT ends_at FROM ended),
-                (SELECT ends_at FROM maintenance_windows WHERE id = $1)",
+         SELECT e.starts_at, e.ends_at, w.starts_at, w.ends_at
+           FROM (VALUES (1)) AS one (x)
+           LEFT JOIN ended e ON true
+           LEFT JOIN maintenance_windows w ON w.id = $1",
     )
     .bind(id)
     .fetch_one(pool)
-    .await?;
-    Ok(match (starts_at, ends_at, before) {
-        (Some(starts_at), Some(ends_at), _) => EndOutcome::Ended { starts_at, ends_at },
-        (_, _, Some(ends_at)) => EndOutcome::AlreadyEnded { ends_at },
+    .await
+    .map(|(a, b, c, d)| ((a, b), (c, d)))?;
+    Ok(match (ended, before) {
+        ((Some(starts_at), Some(ends_at)), _) => EndOutcome::Ended { starts_at, ends_at },
+        (_, (Some(starts_at), Some(ends_at))) => EndOutcome::AlreadyEnded { starts_at, ends_at },
         _ => EndOutcome::NotFound,
     })
 }
@@ -244,7 +247,9 @@ mod tests {
             err(at(10, 0), at(10, 0), "x"),
             "the window must end after it starts (starts 2026-12-03 10:00:00 UTC, ends 2026-12-03 10:00:00 UTC)"
         );
-        assert!(err(at(10, 0), at(9, 0), "x").starts_with("the window must end after it starts"));
+        assert!(err(at(10, 0), at(9, 30), "x").starts_with("the window must end after it starts"));
+        // Both: the past is what the operator must hear about.
+        assert!(err(now, at(8, 0), "x").contains("in the past"));
         assert_eq!(
             err(at(8, 0), at(8, 30), "x"),
             "the window would end in the past (2026-12-03 08:30:00 UTC; now is 2026-12-03 09:00:00 UTC)"
