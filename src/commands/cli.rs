@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use super::maintenance::{parse_duration, parse_time};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +59,9 @@ pub enum Command {
     /// The service registry
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Maintenance windows: checks go on, but raise no service alert and stay out of uptime
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// The configuration file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -94,6 +100,48 @@ pub enum RegistryCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Add a window (every service unless --service) and print its id
+    Add(MaintenanceAdd),
+    /// The windows now and ahead: active or planned
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a window now (a planned one is cancelled)
+    End {
+        /// The window's id, as `add` printed it and `list` shows it
+        id: i64,
+    },
+}
+
+/// `maintenance add`: exactly one of `--for` and `--until`.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("end").required(true).args(["duration", "until"])),
+    after_help = "TIME is RFC 3339 (2026-12-03T10:00:00Z, 2026-12-03T11:00:00+01:00) or \
+                  YYYY-MM-DD HH:MM[:SS] in UTC."
+)]
+pub struct MaintenanceAdd {
+    /// Only this service_type [default: every service]
+    #[arg(long, value_name = "SERVICE_TYPE")]
+    pub service: Option<String>,
+    /// How long the window lasts from its start (humantime: 30m, 1h, 2h30m)
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<chrono::Duration>,
+    /// When the window ends (TIME)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    /// When the window starts (TIME) [default: now]
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub starts: Option<DateTime<Utc>>,
+    /// Why (1 to 500 characters); shown by `maintenance list`
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Subcommand)]

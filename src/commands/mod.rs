@@ -11,6 +11,7 @@ mod check;
 pub mod cli;
 mod jobs;
 mod legacy;
+mod maintenance;
 mod migrate;
 mod registry;
 mod status;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::commands::cli::{
-    Cli, Command, ConfigCommand, JobsCommand, LegacyCommand, RegistryCommand,
+    Cli, Command, ConfigCommand, JobsCommand, LegacyCommand, MaintenanceCommand, RegistryCommand,
 };
 use crate::config::{Config, ConfigSource};
 use crate::daemon;
@@ -67,6 +68,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 prune,
                 dry_run,
             }) => registry::import(&config, &dir, prune, dry_run).await,
+            Command::Maintenance(MaintenanceCommand::Add(add)) => {
+                maintenance::add(&config, add).await
+            }
+            Command::Maintenance(MaintenanceCommand::List { json }) => {
+                maintenance::list(&config, json).await
+            }
+            Command::Maintenance(MaintenanceCommand::End { id }) => {
+                maintenance::end(&config, id).await
+            }
             Command::Demo { samples } => crate::demo::run(config, source, samples).await,
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
         }

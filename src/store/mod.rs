@@ -3,7 +3,8 @@
 //! what operators read (`dashboard`, the `service_health_dashboard` view); and the operator-run
 //! move off the legacy tables (`legacy`); and results kept on disk across a restart when the
 //! database was away at exit (`spill`); converting, before the migrations run, a database that
-//! has the original design's schema (`adopt`).
+//! has the original design's schema (`adopt`); maintenance windows, which operators add and the
+//! daemon reads (`maintenance`).
 //!
 //! May import: `config`, `clock`, `plan`, `observe`, `probe` (the results it stores).
 
@@ -12,6 +13,7 @@ mod connect_error;
 pub mod dashboard;
 pub mod db;
 pub mod legacy;
+pub mod maintenance;
 mod pending;
 pub mod spill;
 mod status;

@@ -23,6 +23,7 @@ mod first_contact;
 mod http_endpoint;
 mod legacy_migration;
 mod log_hygiene;
+mod maintenance_command;
 mod migrations;
 mod operator;
 mod original_compat;

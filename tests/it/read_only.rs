@@ -10,13 +10,16 @@ use sqlx::postgres::PgPoolOptions;
 use crate::helpers::{TestDb, healthd, server_url, text};
 
 /// The commands that must never create the database or migrate it.
-const COMMANDS: [&[&str]; 6] = [
+const COMMANDS: [&[&str]; 9] = [
     &["status"],
     &["status", "--json"],
     &["check"],
     &["check", "--record"],
     &["jobs", "list"],
     &["jobs", "run", "housekeeping"],
+    &["maintenance", "list"],
+    &["maintenance", "add", "--for", "1h", "--reason", "upgrade"],
+    &["maintenance", "end", "1"],
 ];
 
 async fn database_exists(name: &str) -> bool {
