@@ -15,7 +15,6 @@ use crate::cluster::identity;
 use crate::config::Config;
 use crate::pipeline::monitor::Monitor;
 use crate::pipeline::scheduler::Report;
-use crate::plan::health::Thresholds;
 use crate::plan::target::{Planned, RegistryRow, plan_all};
 use crate::probe::{ErrorKind, Prober};
 use crate::registry;
@@ -93,11 +92,7 @@ fn table(reports: &[Report]) -> Vec<Row<'_>> {
 /// are written in one flush.
 async fn record_reports(pool: &PgPool, config: &Config, reports: &[Report]) -> anyhow::Result<()> {
     let pending = Arc::new(Mutex::new(Pending::default()));
-    let mut monitor = Monitor::new(
-        store::load_states(pool).await?,
-        Thresholds::from(config),
-        pending.clone(),
-    );
+    let mut monitor = Monitor::new(store::load_states(pool).await?, config, pending.clone());
     for r in reports {
         monitor.apply(r);
     }

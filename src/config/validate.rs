@@ -58,7 +58,7 @@ impl Checker {
 
     /// A humantime duration where `0` means "off".
     fn duration_or_zero(&mut self, key: &str, raw: &str) -> Duration {
-        if raw.trim() == "0" {
+        if raw.trim() == "0" || humantime::parse_duration(raw.trim()) == Ok(Duration::ZERO) {
             return Duration::ZERO;
         }
         self.duration(key, raw)

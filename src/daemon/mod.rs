@@ -35,9 +35,9 @@ use crate::config::{Config, ConfigSource};
 use crate::observe::notify::Notifier;
 use crate::observe::stats::Stats;
 use crate::observe::telemetry::LevelHandle;
-use crate::pipeline::monitor::Monitor;
+use crate::pipeline::monitor::{Feeds, Monitor};
+use crate::pipeline::outside;
 use crate::pipeline::writer::Writer;
-use crate::plan::health::Thresholds;
 use crate::registry::{self, RegistryRow};
 use crate::store::{self, Pending, db, spill};
 use running::Running;
@@ -95,6 +95,8 @@ struct Daemon {
     running: Running,
     membership: Task,
     monitor: JoinHandle<()>,
+    /// The monitor's feeds: maintenance windows and canaries.
+    feeds: Vec<Task>,
     writer: Task,
     registry_changes: mpsc::Receiver<Vec<RegistryRow>>,
     members: watch::Receiver<cluster::Beat>,
@@ -116,12 +118,28 @@ impl Daemon {
         let (adopt, adopt_rx) = mpsc::channel(4);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (reports, report_rx) = mpsc::channel(4096);
-        let monitor = Monitor::new(states, Thresholds::from(&*config), pending.clone());
+        let (windows_tx, windows) = watch::channel(Arc::default());
+        let (canaries_tx, canaries) = watch::channel(None);
+        let feeds = vec![
+            Task::spawn({
+                let (pool, config) = (pool.clone(), config_rx.clone());
+                move |stop| outside::feed_windows(pool, config, windows_tx, stop)
+            }),
+            Task::spawn({
+                let config = config_rx.clone();
+                move |stop| outside::feed_canaries(config, canaries_tx, stop)
+            }),
+        ];
+        let monitor = Monitor::new(states, &config, pending.clone());
         let monitor = tokio::spawn(monitor.run(
             report_rx,
-            config_rx.clone(),
-            services_rx,
-            adopt_rx,
+            Feeds {
+                config: config_rx.clone(),
+                services: services_rx,
+                adopt: adopt_rx,
+                windows,
+                canaries,
+            },
             stats.clone(),
         ));
         let writer = Writer {
@@ -161,6 +179,7 @@ impl Daemon {
             running,
             membership: joined.task,
             monitor,
+            feeds,
             writer,
             registry_changes,
             members: joined.members,
@@ -236,11 +255,12 @@ impl Daemon {
         let slack = Duration::from_secs(1);
         let checks_done = tokio::time::Instant::now() + grace + slack;
         // Leaving lets the others take our services over while we finish.
-        let (_, _, _, jobs_stopped) = tokio::join!(
+        let (_, _, _, jobs_stopped, _) = tokio::join!(
             self.membership.stop_within(grace),
             watcher.stop_within(grace),
             scheduler.stop(grace),
             tokio::time::timeout(grace + slack, jobs.stop(grace)),
+            futures::future::join_all(self.feeds.into_iter().map(|f| f.stop_within(grace))),
         );
         if jobs_stopped.is_err() {
             tracing::warn!(

@@ -33,6 +33,7 @@ pub enum State {
     Down,
     Degraded,
     Stale,
+    Maintenance,
     Unknown,
     Up,
     Unavailable,
@@ -48,6 +49,8 @@ impl State {
                 Self::Degraded
             }
             "up" => Self::Up,
+            "degraded" => Self::Degraded,
+            "maintenance" => Self::Maintenance,
             "down" => Self::Down,
             "stale" => Self::Stale,
             "unavailable" => Self::Unavailable,
@@ -60,6 +63,7 @@ impl State {
             Self::Down => "down",
             Self::Degraded => "degraded",
             Self::Stale => "stale",
+            Self::Maintenance => "maintenance",
             Self::Unknown => "unknown",
             Self::Up => "up",
             Self::Unavailable => "unavailable",
@@ -115,6 +119,10 @@ fn summary(shown: &[Shown], now: DateTime<Utc>, width: usize) -> String {
         n(State::Unknown),
         n(State::Unavailable),
     );
+    let counts = match n(State::Maintenance) {
+        0 => counts,
+        m => format!("{counts}, {m} in maintenance"),
+    };
     let time = now.format("%H:%M:%S").to_string();
     match counts.len() + 2 + time.len() <= width {
         true => format!("{counts}  {time}"),
@@ -125,7 +133,10 @@ fn summary(shown: &[Shown], now: DateTime<Utc>, width: usize) -> String {
 fn row_line(s: &Shown, name_width: usize, banner: &Banner) -> Line {
     let r = s.row;
     let why = match s.state {
-        State::Degraded => format!("slower than {}ms", banner.degraded_after.as_millis()),
+        State::Degraded => match r.degraded_reason.as_deref() {
+            Some(why) => escape_control(why).into_owned(),
+            None => format!("slower than {}ms", banner.degraded_after.as_millis()),
+        },
         State::Up | State::Unavailable => String::new(),
         _ => escape_control(r.error_message.as_deref().unwrap_or("")).into_owned(),
     };

@@ -22,6 +22,8 @@ fn row(service: &str, category: &str, status: &str, ms: i32) -> DashboardRow {
         error_kind: None,
         error_message: (status == "down").then(|| "status: HTTP 500 (expected 200-299)".into()),
         active_users: 0,
+        degraded_reason: None,
+        flapping: false,
     }
 }
 

@@ -28,6 +28,7 @@ fn color(state: State) -> Color {
         State::Down => Color::Red,
         State::Degraded | State::Stale => Color::Yellow,
         State::Up => Color::Green,
+        State::Maintenance => Color::Cyan,
         State::Unknown | State::Unavailable => Color::DarkGrey,
     }
 }

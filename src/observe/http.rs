@@ -49,6 +49,16 @@ async fn healthz(State(state): State<HttpState>) -> (StatusCode, String) {
     if let Err(why) = state.stats.prober_progress() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("prober: {why}\n"));
     }
+    if state
+        .stats
+        .monitor_outage
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "monitor_outage: this daemon cannot reach the services (canaries or most checks failing); their failures are inconclusive\n".into(),
+        );
+    }
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".into()),

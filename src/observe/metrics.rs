@@ -14,6 +14,7 @@ pub const DB_ERRORS: &str = "mcp_healthd_db_errors_total";
 pub const JOB_RUNS: &str = "mcp_healthd_job_runs_total";
 pub const JOB_LAST_SUCCESS: &str = "mcp_healthd_job_last_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "mcp_healthd_build_info";
+pub const MONITOR_OUTAGE: &str = "mcp_healthd_monitor_outage";
 
 /// Lag is normally well under a millisecond: finer buckets at the low end.
 const LAG_BUCKETS: [f64; 12] = [
@@ -61,6 +62,11 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "Unix time of each job's last successful run"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+    describe_gauge!(
+        MONITOR_OUTAGE,
+        "1 while a monitor-side outage is declared (failures are inconclusive)"
+    );
+    gauge!(MONITOR_OUTAGE).set(0.0);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(HANDLE.get_or_init(|| handle).clone())
 }

@@ -16,6 +16,8 @@ pub struct Stats {
     last_flush_ms: AtomicU64,
     /// Whether the writer's last attempt reached the database.
     pub db_ok: AtomicBool,
+    /// Whether a monitor-side outage is declared (set by the monitor).
+    pub monitor_outage: AtomicBool,
     /// The longest a service may go unchecked in normal operation (interval + timeout).
     pub check_period_ms: AtomicU64,
 }
@@ -34,6 +36,7 @@ impl Stats {
             last_report_ms: AtomicU64::new(0),
             last_flush_ms: AtomicU64::new(0),
             db_ok: AtomicBool::new(true),
+            monitor_outage: AtomicBool::new(false),
             check_period_ms: AtomicU64::new(ms(check_period)),
         }
     }
@@ -100,7 +103,11 @@ impl Stats {
             } else {
                 "; database unreachable"
             }
-        )
+        ) + if self.monitor_outage.load(Ordering::Relaxed) {
+            "; monitor-side outage: failures are inconclusive"
+        } else {
+            ""
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 use crate::plan::health::{ServiceState, Transition};
 use crate::probe::Check;
+use crate::store::maintenance::Window;
+use crate::text::echo;
 
 /// Logs `transition` of `service_type` at the level the contract gives it.
 pub fn log_transition(
@@ -39,5 +41,68 @@ pub fn log_transition(
         Transition::Up { down_for } => {
             emit!(info, "service is up again", down_for_s = down_for.as_secs())
         }
+        Transition::CertificateExpiring {
+            not_after,
+            days_left,
+        } => {
+            let not_after = not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            tracing::warn!(
+                event,
+                service_type,
+                url,
+                not_after,
+                days_left,
+                "the service's certificate expires soon"
+            )
+        }
+        Transition::Flapping => emit!(
+            warn,
+            "service is flapping; its down/up alerts are held back"
+        ),
+        Transition::FlappingEnded { healthy } => {
+            let state = if healthy { "up" } else { "down" };
+            emit!(info, "service has stopped flapping", state = state)
+        }
     }
+}
+
+/// `monitor_outage`: the failures are the monitor's own; no `service_down` is logged for them.
+pub fn monitor_outage(reason: &str, failing: usize, total: usize) {
+    tracing::error!(
+        event = "monitor_outage",
+        reason,
+        failing,
+        total,
+        "the monitor itself cannot reach the services; their failures are inconclusive"
+    );
+}
+
+/// `monitor_recovered`: failures count again.
+pub fn monitor_recovered(reason: &str, failing: usize, total: usize) {
+    tracing::info!(
+        event = "monitor_recovered",
+        reason,
+        failing,
+        total,
+        "the monitor reaches the services again"
+    );
+}
+
+pub fn maintenance_started(w: &Window) {
+    tracing::info!(
+        event = "maintenance_started",
+        window_id = w.id,
+        service_type = w.service_type.as_deref().map_or("*".to_owned(), echo),
+        ends_at = %w.ends_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        reason = echo(&w.reason),
+        "maintenance window started; service alerts are held back"
+    );
+}
+
+pub fn maintenance_ended(id: i64) {
+    tracing::info!(
+        event = "maintenance_ended",
+        window_id = id,
+        "maintenance window ended"
+    );
 }

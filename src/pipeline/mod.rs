@@ -12,5 +12,6 @@
 
 pub mod alerts;
 pub mod monitor;
+pub mod outside;
 pub mod scheduler;
 pub mod writer;

@@ -5,5 +5,6 @@
 //! May import: `config`, `clock`. Nothing here waits, spawns or touches the network.
 
 pub mod health;
+pub mod outage;
 pub mod placement;
 pub mod target;

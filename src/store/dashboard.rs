@@ -24,13 +24,16 @@ pub struct DashboardRow {
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
     pub active_users: i64,
+    /// Why a healthy service is degraded (status `degraded`).
+    pub degraded_reason: Option<String>,
+    pub flapping: bool,
 }
 
 pub async fn load(pool: &PgPool) -> sqlx::Result<Vec<DashboardRow>> {
     sqlx::query_as(
         "SELECT service_type::text, display_name::text, category::text, port, status, is_healthy,
                 last_health_check, response_time_ms, consecutive_failures, uptime_percentage,
-                error_kind, error_message, active_users::bigint
+                error_kind, error_message, active_users::bigint, degraded_reason, flapping
            FROM service_health_dashboard",
     )
     .fetch_all(pool)
@@ -64,7 +67,7 @@ pub fn no_daemon_hint(rows: &[DashboardRow]) -> Option<String> {
 /// Every service that is supposed to be checked is up.
 pub fn all_up(rows: &[DashboardRow]) -> bool {
     rows.iter()
-        .all(|r| r.status == "up" || r.status == "unavailable")
+        .all(|r| matches!(r.status.as_str(), "up" | "degraded" | "unavailable"))
 }
 
 fn paint(status: &str, color: bool) -> String {
@@ -75,7 +78,8 @@ fn paint(status: &str, color: bool) -> String {
     let code = match status {
         "up" => "32",
         "down" => "31;1",
-        "stale" => "33",
+        "stale" | "degraded" => "33",
+        "maintenance" => "36",
         _ => "90",
     };
     format!("\x1b[{code}m{padded}\x1b[0m")
@@ -174,6 +178,8 @@ mod tests {
             error_kind: None,
             error_message: (status == "down").then(|| "connect: refused".into()),
             active_users: 0,
+            degraded_reason: None,
+            flapping: false,
         }
     }
 

@@ -18,5 +18,5 @@ mod pending;
 pub mod spill;
 mod status;
 
-pub use pending::{Pending, RollupDelta, StatusRow};
+pub use pending::{Counted, Incident, IncidentClose, Pending, RollupDelta, StatusRow};
 pub use status::{FlushContext, flush, load_states};

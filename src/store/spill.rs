@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::FlushContext;
-use super::pending::{Pending, RollupDelta, StatusRow};
+use super::pending::{Incident, IncidentClose, Pending, RollupDelta, StatusRow};
 use crate::plan::health::ServiceState;
 use crate::probe::ErrorKind;
 
@@ -35,6 +35,13 @@ struct SpilledBatch {
     id: uuid::Uuid,
     status: Vec<SpilledStatus>,
     rollups: Vec<SpilledRollup>,
+    // Added after format 1's first files: absent in those, so defaulted.
+    #[serde(default)]
+    opened: Vec<Incident>,
+    #[serde(default)]
+    closed: Vec<(String, IncidentClose)>,
+    #[serde(default)]
+    reclassified: Vec<(String, DateTime<Utc>, i32)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +57,16 @@ struct SpilledStatus {
     response_time_ms: i32,
     error_message: Option<String>,
     error_kind: Option<String>,
+    #[serde(default)]
+    degraded_reason: Option<String>,
+    #[serde(default)]
+    tls_not_after: Option<DateTime<Utc>>,
+    #[serde(default)]
+    flapping: bool,
+    #[serde(default)]
+    recent_failures: u64,
+    #[serde(default)]
+    recent_checks: u8,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +77,10 @@ struct SpilledRollup {
     failures: i32,
     latency_sum_ms: i64,
     latency_max_ms: i32,
+    #[serde(default)]
+    maintenance_checks: i32,
+    #[serde(default)]
+    inconclusive_checks: i32,
 }
 
 impl SpilledBatch {
@@ -79,6 +100,11 @@ impl SpilledBatch {
                 response_time_ms: row.response_time_ms,
                 error_message: row.error_message.clone(),
                 error_kind: row.error_kind.map(str::to_owned),
+                degraded_reason: row.state.degraded.clone(),
+                tls_not_after: row.state.tls_not_after,
+                flapping: row.state.flapping,
+                recent_failures: row.state.recent_failures,
+                recent_checks: row.state.recent_checks,
             })
             .collect();
         let rollups = batch
@@ -91,12 +117,25 @@ impl SpilledBatch {
                 failures: d.failures,
                 latency_sum_ms: d.latency_sum_ms,
                 latency_max_ms: d.latency_max_ms,
+                maintenance_checks: d.maintenance_checks,
+                inconclusive_checks: d.inconclusive_checks,
             })
             .collect();
         Self {
             id,
             status,
             rollups,
+            opened: batch.opened.clone(),
+            closed: batch
+                .closed
+                .iter()
+                .map(|(s, c)| (s.clone(), c.clone()))
+                .collect(),
+            reclassified: batch
+                .reclassified
+                .iter()
+                .map(|((s, h), n)| (s.clone(), *h, *n))
+                .collect(),
         }
     }
 
@@ -112,6 +151,11 @@ impl SpilledBatch {
                     last_success_at: s.last_success_at,
                     last_failure_at: s.last_failure_at,
                     state_changed_at: s.state_changed_at,
+                    degraded: s.degraded_reason,
+                    tls_not_after: s.tls_not_after,
+                    flapping: s.flapping,
+                    recent_failures: s.recent_failures,
+                    recent_checks: s.recent_checks,
                     ..ServiceState::default()
                 };
                 let error_kind = s.error_kind.as_deref().and_then(|k| {
@@ -139,11 +183,24 @@ impl SpilledBatch {
                     failures: r.failures,
                     latency_sum_ms: r.latency_sum_ms,
                     latency_max_ms: r.latency_max_ms,
+                    maintenance_checks: r.maintenance_checks,
+                    inconclusive_checks: r.inconclusive_checks,
                 };
                 ((r.service_type, r.hour), delta)
             })
             .collect();
-        (self.id, Pending { status, rollups })
+        let pending = Pending {
+            status,
+            rollups,
+            opened: self.opened,
+            closed: self.closed.into_iter().collect(),
+            reclassified: self
+                .reclassified
+                .into_iter()
+                .map(|(s, h, n)| ((s, h), n))
+                .collect(),
+        };
+        (self.id, pending)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The status path: one statement per flush, whatever the number of services. It adds the
 //! batch's counts to the hourly rollups, recomputes each service's uptime over the window from
-//! those rollups, and upserts the services' status rows, all atomically.
+//! those rollups, and upserts the services' status rows, all atomically. Incidents and
+//! reclassified failures, which are rare, take a statement each when a batch has any, each
+//! guarded by its own batch id so a retry adds nothing twice.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,43 +20,55 @@ WITH marker AS (
     -- This batch's id; a retry of a batch the server already committed finds it and adds nothing.
     INSERT INTO service_health_flushes (flush_id) VALUES ($21) ON CONFLICT DO NOTHING RETURNING 1
 ), rollup_in AS (
-    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::bigint[], $6::int[])
-           AS t(service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::bigint[], $6::int[],
+                         $22::int[], $23::int[])
+           AS t(service_type, hour, checks, failures, latency_sum_ms, latency_max_ms,
+                maintenance_checks, inconclusive_checks)
 ), upserted AS (
-    INSERT INTO service_health_rollups AS r (service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
-    SELECT i.service_type, i.hour, i.checks, i.failures, i.latency_sum_ms, i.latency_max_ms
+    INSERT INTO service_health_rollups AS r (service_type, hour, checks, failures, latency_sum_ms, latency_max_ms,
+                                             maintenance_checks, inconclusive_checks)
+    SELECT i.service_type, i.hour, i.checks, i.failures, i.latency_sum_ms, i.latency_max_ms,
+           i.maintenance_checks, i.inconclusive_checks
       FROM rollup_in i JOIN service_registry USING (service_type)
      WHERE EXISTS (SELECT 1 FROM marker)
     ON CONFLICT (service_type, hour) DO UPDATE
        SET checks = r.checks + EXCLUDED.checks,
            failures = r.failures + EXCLUDED.failures,
            latency_sum_ms = r.latency_sum_ms + EXCLUDED.latency_sum_ms,
-           latency_max_ms = greatest(r.latency_max_ms, EXCLUDED.latency_max_ms)
-    RETURNING r.service_type, r.hour, r.checks, r.failures
+           latency_max_ms = greatest(r.latency_max_ms, EXCLUDED.latency_max_ms),
+           maintenance_checks = r.maintenance_checks + EXCLUDED.maintenance_checks,
+           inconclusive_checks = r.inconclusive_checks + EXCLUDED.inconclusive_checks
+    RETURNING r.service_type, r.hour, r.checks - r.maintenance_checks - r.inconclusive_checks AS counted,
+              r.failures
 ), status_in AS (
     SELECT * FROM unnest($7::text[], $8::bool[], $9::timestamptz[], $10::int[], $11::text[], $12::text[],
-                         $13::int[], $14::int[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+                         $13::int[], $14::int[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+                         $24::text[], $25::timestamptz[], $26::bool[], $27::bigint[], $28::smallint[])
            AS t(service_type, is_healthy, checked_at, response_time_ms, error_message, error_kind,
-                consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at)
+                consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
+                degraded_reason, tls_not_after, flapping, recent_failures, recent_checks)
 ), in_window AS (
-    SELECT r.service_type, r.checks, r.failures
+    SELECT r.service_type, r.checks - r.maintenance_checks - r.inconclusive_checks AS counted, r.failures
       FROM service_health_rollups r
      WHERE r.service_type IN (SELECT service_type FROM status_in)
        AND r.hour >= $18
        AND NOT EXISTS (SELECT 1 FROM upserted u WHERE u.service_type = r.service_type AND u.hour = r.hour)
     UNION ALL
-    SELECT u.service_type, u.checks, u.failures FROM upserted u WHERE u.hour >= $18
+    SELECT u.service_type, u.counted, u.failures FROM upserted u WHERE u.hour >= $18
 ), uptime AS (
-    SELECT service_type, (100.0 * sum(checks - failures) / nullif(sum(checks), 0))::float8 AS pct
+    -- maintenance and inconclusive checks are left out: uptime is over the checks that count
+    SELECT service_type, (100.0 * sum(counted - failures) / nullif(sum(counted), 0))::float8 AS pct
       FROM in_window GROUP BY service_type
 )
 INSERT INTO service_health_status AS s
        (service_type, is_healthy, last_health_check, response_time_ms, error_message, error_kind,
         consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
-        uptime_percentage, check_interval_ms, checked_by)
+        uptime_percentage, check_interval_ms, checked_by,
+        degraded_reason, tls_not_after, flapping, recent_failures, recent_checks)
 SELECT i.service_type, i.is_healthy, i.checked_at, i.response_time_ms, i.error_message, i.error_kind,
        i.consecutive_failures, i.consecutive_successes, i.last_success_at, i.last_failure_at, i.state_changed_at,
-       u.pct, $19, $20
+       greatest(0, least(100, u.pct)), $19, $20,
+       i.degraded_reason, i.tls_not_after, i.flapping, i.recent_failures, i.recent_checks
   FROM status_in i
   JOIN service_registry USING (service_type)
   LEFT JOIN uptime u USING (service_type)
@@ -71,10 +85,57 @@ ON CONFLICT (service_type) DO UPDATE
        state_changed_at = EXCLUDED.state_changed_at,
        uptime_percentage = coalesce(EXCLUDED.uptime_percentage, s.uptime_percentage),
        check_interval_ms = EXCLUDED.check_interval_ms,
-       checked_by = EXCLUDED.checked_by
+       checked_by = EXCLUDED.checked_by,
+       degraded_reason = EXCLUDED.degraded_reason,
+       tls_not_after = EXCLUDED.tls_not_after,
+       flapping = EXCLUDED.flapping,
+       recent_failures = EXCLUDED.recent_failures,
+       recent_checks = EXCLUDED.recent_checks
  -- A daemon flushing a backlog (after an outage, or a service handed over meanwhile) never
  -- overwrites a newer check by another daemon.
  WHERE s.last_health_check IS NULL OR EXCLUDED.last_health_check >= s.last_health_check";
+
+/// Closes incidents opened in an earlier batch ($1: this statement's batch id).
+const CLOSE_INCIDENTS: &str = "
+WITH marker AS (
+    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
+)
+UPDATE service_incidents i
+   SET ended_at = greatest(i.started_at, c.ended_at),
+       failed_checks = greatest(i.failed_checks, c.failed_checks)
+  FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, ended_at, failed_checks)
+ WHERE i.service_type = c.service_type AND i.ended_at IS NULL AND EXISTS (SELECT 1 FROM marker)";
+
+/// Inserts incidents opened in this batch (after the closes: at most one open row per service;
+/// one opened meanwhile by another daemon wins).
+const OPEN_INCIDENTS: &str = "
+WITH marker AS (
+    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
+)
+INSERT INTO service_incidents (service_type, started_at, ended_at, error_kind, error_message, failed_checks)
+SELECT o.service_type, o.started_at, o.ended_at, o.error_kind, o.error_message, o.failed_checks
+  FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::int[])
+       AS o(service_type, started_at, ended_at, error_kind, error_message, failed_checks)
+  JOIN service_registry USING (service_type)
+ WHERE EXISTS (SELECT 1 FROM marker)
+ON CONFLICT (service_type) WHERE ended_at IS NULL DO NOTHING";
+
+/// Moves failures already written to `inconclusive_checks` (a monitor-side outage found late).
+const RECLASSIFY: &str = "
+WITH marker AS (
+    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
+)
+UPDATE service_health_rollups r
+   SET failures = r.failures - least(r.failures, c.n),
+       inconclusive_checks = r.inconclusive_checks + least(r.failures, c.n)
+  FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, hour, n)
+ WHERE r.service_type = c.service_type AND r.hour = c.hour AND EXISTS (SELECT 1 FROM marker)";
+
+/// The id of one of a batch's extra statements, derived from the batch's own so a retry of the
+/// batch finds it.
+fn part_id(id: uuid::Uuid, part: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(id.as_u128() ^ part)
+}
 
 /// Context of a flush that is the same for every row.
 #[derive(Debug, Clone)]
@@ -125,8 +186,57 @@ pub async fn flush(
         .bind(interval_ms)
         .bind(ctx.checked_by)
         .bind(id)
+        .bind(&r.maintenance)
+        .bind(&r.inconclusive)
+        .bind(&s.degraded)
+        .bind(&s.tls_not_after)
+        .bind(&s.flapping)
+        .bind(&s.recent_failures)
+        .bind(&s.recent_checks)
         .execute(pool)
         .await?;
+    flush_incidents(pool, id, batch).await?;
+    if !batch.reclassified.is_empty() {
+        let mut rows: Vec<_> = batch.reclassified.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sqlx::query(RECLASSIFY)
+            .bind(part_id(id, 3))
+            .bind(column(&rows, |&((service, _), _)| service.as_str()))
+            .bind(column(&rows, |&((_, hour), _)| *hour))
+            .bind(column(&rows, |&(_, n)| *n))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The batch's incident closings, then its openings (each its own guarded statement).
+async fn flush_incidents(pool: &PgPool, id: uuid::Uuid, batch: &Pending) -> sqlx::Result<()> {
+    if !batch.closed.is_empty() {
+        let mut rows: Vec<_> = batch.closed.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sqlx::query(CLOSE_INCIDENTS)
+            .bind(part_id(id, 1))
+            .bind(column(&rows, |&(service, _)| service.as_str()))
+            .bind(column(&rows, |&(_, c)| c.ended_at))
+            .bind(column(&rows, |&(_, c)| c.failed_checks))
+            .execute(pool)
+            .await?;
+    }
+    if !batch.opened.is_empty() {
+        let o: Vec<&super::Incident> = batch.opened.iter().collect();
+        let o = &o;
+        sqlx::query(OPEN_INCIDENTS)
+            .bind(part_id(id, 2))
+            .bind(column(o, |&i| i.service_type.as_str()))
+            .bind(column(o, |&i| i.started_at))
+            .bind(column(o, |&i| i.ended_at))
+            .bind(column(o, |&i| i.error_kind.as_deref()))
+            .bind(column(o, |&i| i.error_message.as_deref()))
+            .bind(column(o, |&i| i.failed_checks))
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 
@@ -138,6 +248,8 @@ struct RollupColumns<'a> {
     failures: Vec<i32>,
     latency_sum: Vec<i64>,
     latency_max: Vec<i32>,
+    maintenance: Vec<i32>,
+    inconclusive: Vec<i32>,
 }
 
 impl<'a> RollupColumns<'a> {
@@ -153,6 +265,8 @@ impl<'a> RollupColumns<'a> {
             failures: column(&rows, |&(_, d)| d.failures),
             latency_sum: column(&rows, |&(_, d)| d.latency_sum_ms),
             latency_max: column(&rows, |&(_, d)| d.latency_max_ms),
+            maintenance: column(&rows, |&(_, d)| d.maintenance_checks),
+            inconclusive: column(&rows, |&(_, d)| d.inconclusive_checks),
         }
     }
 }
@@ -175,6 +289,11 @@ struct StatusColumns<'a> {
     last_success: Vec<Option<DateTime<Utc>>>,
     last_failure: Vec<Option<DateTime<Utc>>>,
     changed: Vec<Option<DateTime<Utc>>>,
+    degraded: Vec<Option<&'a str>>,
+    tls_not_after: Vec<Option<DateTime<Utc>>>,
+    flapping: Vec<bool>,
+    recent_failures: Vec<i64>,
+    recent_checks: Vec<i16>,
 }
 
 impl<'a> StatusColumns<'a> {
@@ -194,54 +313,63 @@ impl<'a> StatusColumns<'a> {
             last_success: column(&rows, |&(_, row)| row.state.last_success_at),
             last_failure: column(&rows, |&(_, row)| row.state.last_failure_at),
             changed: column(&rows, |&(_, row)| row.state.state_changed_at),
+            degraded: column(&rows, |&(_, row)| row.state.degraded.as_deref()),
+            tls_not_after: column(&rows, |&(_, row)| row.state.tls_not_after),
+            flapping: column(&rows, |&(_, row)| row.state.flapping),
+            // The bits as they are: the column is a bit set, not a number.
+            recent_failures: column(&rows, |&(_, row)| row.state.recent_failures as i64),
+            recent_checks: column(&rows, |&(_, row)| i16::from(row.state.recent_checks)),
         }
     }
 }
 
 /// The state machine's memory, as the last run left it, for every service that has a status.
 pub async fn load_states(pool: &PgPool) -> sqlx::Result<HashMap<String, ServiceState>> {
-    type Row = (
-        String,
-        Option<bool>,
-        i32,
-        i32,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<StoredState> = sqlx::query_as(
         "SELECT service_type::text, is_healthy, consecutive_failures, consecutive_successes,
-                last_success_at, last_failure_at, state_changed_at
+                last_success_at, last_failure_at, state_changed_at, degraded_reason, tls_not_after,
+                recent_failures, recent_checks
            FROM service_health_status",
     )
     .fetch_all(pool)
     .await?;
+    let now = Utc::now();
     Ok(rows
         .into_iter()
-        .map(
-            |(
-                service,
-                healthy,
-                failures,
-                successes,
-                last_success_at,
-                last_failure_at,
-                state_changed_at,
-            )| {
-                let state = ServiceState {
-                    healthy,
-                    consecutive_failures: u32::try_from(failures).unwrap_or(0),
-                    consecutive_successes: u32::try_from(successes).unwrap_or(0),
-                    last_success_at,
-                    last_failure_at,
-                    state_changed_at,
-                    degraded: false,
-                    // A service that was already down was already alerted: the next reminder is due
-                    // a whole reminder interval from the restart, not at once.
-                    last_alert_at: (healthy == Some(false)).then(Utc::now),
-                };
-                (service, state)
-            },
-        )
+        .map(|r| (r.service_type.clone(), r.into_state(now)))
         .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredState {
+    service_type: String,
+    is_healthy: Option<bool>,
+    consecutive_failures: i32,
+    consecutive_successes: i32,
+    last_success_at: Option<DateTime<Utc>>,
+    last_failure_at: Option<DateTime<Utc>>,
+    state_changed_at: Option<DateTime<Utc>>,
+    degraded_reason: Option<String>,
+    tls_not_after: Option<DateTime<Utc>>,
+    recent_failures: i64,
+    recent_checks: i16,
+}
+
+impl StoredState {
+    fn into_state(self, now: DateTime<Utc>) -> ServiceState {
+        ServiceState {
+            healthy: self.is_healthy,
+            consecutive_failures: u32::try_from(self.consecutive_failures).unwrap_or(0),
+            consecutive_successes: u32::try_from(self.consecutive_successes).unwrap_or(0),
+            last_success_at: self.last_success_at,
+            last_failure_at: self.last_failure_at,
+            state_changed_at: self.state_changed_at,
+            degraded: self.degraded_reason,
+            tls_not_after: self.tls_not_after,
+            recent_failures: self.recent_failures as u64,
+            recent_checks: u8::try_from(self.recent_checks.clamp(0, 64)).unwrap_or(0),
+            ..ServiceState::default()
+        }
+        .restored(now)
+    }
 }

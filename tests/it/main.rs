@@ -11,6 +11,7 @@ mod jobs;
 mod leadership;
 mod least_privilege;
 mod recorder;
+mod scripted;
 
 mod adoption;
 mod analytics_partitions;
@@ -18,6 +19,7 @@ mod app_roles;
 mod check_command;
 mod cluster;
 mod config_check;
+mod false_alerts;
 mod faults;
 mod first_contact;
 mod http_endpoint;

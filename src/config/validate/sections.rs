@@ -12,8 +12,8 @@ use crate::config::raw::{
     RawAlerts, RawAnalyticsRetention, RawCluster, RawDatabase, RawJobs, RawProbe, RawUptime,
 };
 use crate::config::{
-    AlertsConfig, AnalyticsRetentionConfig, CacheCleanupConfig, ClusterConfig, DatabaseConfig, DatabaseUrl,
-    HousekeepingConfig, JobsConfig, KeyError, PartitionMaintenanceConfig, ProbeConfig,
+    AlertsConfig, AnalyticsRetentionConfig, CacheCleanupConfig, ClusterConfig, DatabaseConfig,
+    DatabaseUrl, HousekeepingConfig, JobsConfig, KeyError, PartitionMaintenanceConfig, ProbeConfig,
     UptimeConfig,
 };
 
@@ -122,11 +122,17 @@ pub(super) fn alerts(c: &mut Checker, raw: &RawAlerts) -> AlertsConfig {
             }
             Ok(_) => c.fail(
                 &format!("alerts.canaries[{i}]"),
-                format!("{} is not an http:// or https:// URL", quoted(&crate::text::redact_url(raw_url))),
+                format!(
+                    "{} is not an http:// or https:// URL",
+                    quoted(&crate::text::redact_url(raw_url))
+                ),
             ),
             Err(e) => c.fail(
                 &format!("alerts.canaries[{i}]"),
-                format!("{} is not a URL ({e})", quoted(&crate::text::redact_url(raw_url))),
+                format!(
+                    "{} is not a URL ({e})",
+                    quoted(&crate::text::redact_url(raw_url))
+                ),
             ),
         }
     }
