@@ -147,7 +147,8 @@ CREATE POLICY app_gateway_update ON api_key_validation_cache
 
 -- ---- dashboard -----------------------------------------------------------------------------------
 GRANT SELECT ON service_health_dashboard, service_health_status, service_health_rollups,
-                maintenance_job_runs, maintenance_windows, service_incidents TO :"dashboard_role";
+                maintenance_job_runs, maintenance_windows, service_incidents,
+                service_health_daily, service_uptime_report TO :"dashboard_role";
 GRANT SELECT (service_type, name, display_name, description, icon_url, category, port, base_url,
               health_check_endpoint, auth_type, service_config, is_available, created_at, updated_at)
     ON service_registry TO :"dashboard_role";

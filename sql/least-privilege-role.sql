@@ -142,10 +142,13 @@ GRANT SELECT, INSERT, UPDATE ON service_health_status TO :"role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON service_health_rollups TO :"role";
 GRANT SELECT, INSERT, DELETE ON service_health_flushes TO :"role";
 -- incidents: opened on service_down, closed on service_up; maintenance windows are only read
-GRANT SELECT, INSERT, UPDATE ON service_incidents TO :"role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON service_incidents TO :"role";
 SELECT format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('service_incidents', 'id'),
               :'role') \gexec
-GRANT SELECT ON maintenance_windows TO :"role";
+GRANT SELECT, DELETE ON maintenance_windows TO :"role";
+-- housekeeping: daily rollups made from the hourly ones, pruned after uptime.retain_daily
+GRANT SELECT, INSERT, UPDATE, DELETE ON service_health_daily TO :"role";
+GRANT SELECT ON service_uptime_report TO :"role";
 
 -- ---- validation_cache_cleanup ---------------------------------------------------------------------------
 -- The table has row-level security (ENABLE, policy user_isolation for everyone: rows of the user

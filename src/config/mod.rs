@@ -86,6 +86,8 @@ pub struct RegistryConfig {
 pub struct UptimeConfig {
     pub window: Duration,
     pub retain: Duration,
+    /// Daily rollups older than this are pruned (reports beyond `retain`).
+    pub retain_daily: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +154,8 @@ pub struct LogConfig {
 pub struct HttpConfig {
     /// `None` when `http.listen = ""` disables the endpoint.
     pub listen: Option<std::net::SocketAddr>,
+    /// `GET /` serves the status page and `/api/status.json` its data.
+    pub status_page: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -99,6 +99,7 @@ impl Default for RawRegistry {
 pub struct RawUptime {
     pub window: String,
     pub retain: String,
+    pub retain_daily: String,
 }
 
 impl Default for RawUptime {
@@ -106,6 +107,7 @@ impl Default for RawUptime {
         Self {
             window: "24h".into(),
             retain: "90d".into(),
+            retain_daily: "400d".into(),
         }
     }
 }
@@ -244,12 +246,14 @@ impl Default for RawLog {
 #[serde(default, deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: String,
+    pub status_page: bool,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            status_page: true,
         }
     }
 }

@@ -119,6 +119,7 @@ pub(super) fn validate(
     };
     let http = HttpConfig {
         listen: c.parsed("http.listen", listen(&raw.http.listen)),
+        status_page: raw.http.status_page,
     };
     let daemon = DaemonConfig {
         shutdown_grace: c.duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace),
@@ -174,6 +175,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         uptime: RawUptime {
             window: d(c.uptime.window),
             retain: d(c.uptime.retain),
+            retain_daily: d(c.uptime.retain_daily),
         },
         alerts: RawAlerts {
             reminder_interval: d(c.alerts.reminder_interval),
@@ -194,6 +196,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         },
         http: RawHttp {
             listen: c.http.listen.map(|a| a.to_string()).unwrap_or_default(),
+            status_page: c.http.status_page,
         },
         daemon: RawDaemon {
             shutdown_grace: d(c.daemon.shutdown_grace),

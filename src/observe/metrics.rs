@@ -15,6 +15,8 @@ pub const JOB_RUNS: &str = "mcp_healthd_job_runs_total";
 pub const JOB_LAST_SUCCESS: &str = "mcp_healthd_job_last_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "mcp_healthd_build_info";
 pub const MONITOR_OUTAGE: &str = "mcp_healthd_monitor_outage";
+pub const DB_UP: &str = "mcp_healthd_database_up";
+pub const CERT_EXPIRY: &str = "mcp_healthd_certificate_expiry_timestamp_seconds";
 
 /// Lag is normally well under a millisecond: finer buckets at the low end.
 const LAG_BUCKETS: [f64; 12] = [
@@ -67,6 +69,15 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "1 while a monitor-side outage is declared (failures are inconclusive)"
     );
     gauge!(MONITOR_OUTAGE).set(0.0);
+    describe_gauge!(
+        DB_UP,
+        "1 while the writer's last attempt reached the database, 0 during an outage"
+    );
+    gauge!(DB_UP).set(1.0);
+    describe_gauge!(
+        CERT_EXPIRY,
+        "notAfter of the certificate the service presented, as a Unix timestamp (https targets)"
+    );
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(HANDLE.get_or_init(|| handle).clone())
 }

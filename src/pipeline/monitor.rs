@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::observe::metrics::{
-    CHECK_DURATION, CHECKS, MONITOR_OUTAGE, SERVICE_LATENCY, SERVICE_UP,
+    CERT_EXPIRY, CHECK_DURATION, CHECKS, MONITOR_OUTAGE, SERVICE_LATENCY, SERVICE_UP,
 };
 use crate::observe::notify::Notifier;
 use crate::observe::stats::Stats;
@@ -102,6 +102,10 @@ impl Monitor {
         metrics::histogram!(CHECK_DURATION).record(check.latency.as_secs_f64());
         metrics::gauge!(SERVICE_LATENCY, "service_type" => service.to_owned())
             .set(check.latency.as_secs_f64());
+        if let Some(not_after) = check.tls_not_after {
+            metrics::gauge!(CERT_EXPIRY, "service_type" => service.to_owned())
+                .set(not_after.timestamp() as f64);
+        }
         if let Some(healthy) = self.states.get(service).and_then(|s| s.healthy) {
             metrics::gauge!(SERVICE_UP, "service_type" => service.to_owned()).set(if healthy {
                 1.0

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::observe::metrics::{DB_ERRORS, FLUSH_DURATION};
+use crate::observe::metrics::{DB_ERRORS, DB_UP, FLUSH_DURATION};
 use crate::observe::stats::Stats;
 use crate::store::db::{self, Backoff};
 use crate::store::{self, FlushContext, Pending, spill};
@@ -95,6 +95,7 @@ impl Writer {
         let flush = store::flush(&self.pool, *id, batch, &ctx, Utc::now());
         let result = db::deadline(limit, flush).await;
         let raced = result.as_ref().is_err_and(deleted_meanwhile);
+        metrics::gauge!(DB_UP).set(if result.is_ok() || raced { 1.0 } else { 0.0 });
         self.stats.db_ok.store(
             result.is_ok() || raced,
             std::sync::atomic::Ordering::Relaxed,

@@ -168,7 +168,14 @@ pub(super) fn uptime(c: &mut Checker, raw: &RawUptime) -> UptimeConfig {
     let uptime = UptimeConfig {
         window: c.duration("uptime.window", &raw.window),
         retain: c.duration("uptime.retain", &raw.retain),
+        retain_daily: c.duration("uptime.retain_daily", &raw.retain_daily),
     };
+    if uptime.retain_daily < Duration::from_secs(2 * 86_400) {
+        c.fail(
+            "uptime.retain_daily",
+            "must be at least 2d: daily rollups are made from the hourly ones a day at a time",
+        );
+    }
     if uptime.window < Duration::from_secs(3600) {
         c.fail(
             "uptime.window",
