@@ -22,6 +22,7 @@ mod config_check;
 mod false_alerts;
 mod faults;
 mod first_contact;
+mod grafana;
 mod http_endpoint;
 mod legacy_migration;
 mod log_hygiene;
