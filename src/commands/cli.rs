@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use super::maintenance::{parse_duration, parse_time};
+use crate::store::report::{Period, parse_month};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +63,9 @@ pub enum Command {
     /// Maintenance windows: checks go on, but raise no service alert and stay out of uptime
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
+    /// Per service over a period: checks, failures, uptime, downtime, incidents, longest
+    /// incident, mean time to recovery
+    Report(ReportArgs),
     /// The configuration file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -142,6 +146,33 @@ pub struct MaintenanceAdd {
     /// Why (1 to 500 characters); shown by `maintenance list`
     #[arg(long)]
     pub reason: String,
+}
+
+/// `report`: at most one of `--month` and `--since`, at most one of `--json` and `--csv`.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("period").args(["month", "since"])),
+    group(ArgGroup::new("format").args(["json", "csv"])),
+    after_help = "Periods are UTC and exclude their end. Downtime is the incidents' time inside \
+                  the period (an open incident lasts until now); MTTR is the mean full \
+                  duration of the incidents that ended inside the period."
+)]
+pub struct ReportArgs {
+    /// Only this service_type [default: every available service]
+    #[arg(long, value_name = "SERVICE_TYPE")]
+    pub service: Option<String>,
+    /// A calendar month in UTC (2026-03: from March 1 00:00 to April 1 00:00)
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    pub month: Option<Period>,
+    /// The last DURATION up to now (humantime: 24h, 7d, 30d) [default: 30d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<chrono::Duration>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Print CSV (a header line, then one line per service) instead of a table
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod legacy;
 mod maintenance;
 mod migrate;
 mod registry;
+mod report;
 mod status;
 
 use std::process::ExitCode;
@@ -77,6 +78,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Maintenance(MaintenanceCommand::End { id }) => {
                 maintenance::end(&config, id).await
             }
+            Command::Report(args) => report::run(&config, args).await,
             Command::Demo { samples } => crate::demo::run(config, source, samples).await,
             Command::Config(ConfigCommand::Check) => unreachable!("handled above"),
         }

@@ -4,7 +4,7 @@
 //! move off the legacy tables (`legacy`); and results kept on disk across a restart when the
 //! database was away at exit (`spill`); converting, before the migrations run, a database that
 //! has the original design's schema (`adopt`); maintenance windows, which operators add and the
-//! daemon reads (`maintenance`).
+//! daemon reads (`maintenance`); the uptime report over a period (`report`).
 //!
 //! May import: `config`, `clock`, `plan`, `observe`, `probe` (the results it stores).
 
@@ -15,6 +15,7 @@ pub mod db;
 pub mod legacy;
 pub mod maintenance;
 mod pending;
+pub mod report;
 pub mod spill;
 mod status;
 

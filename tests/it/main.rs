@@ -37,6 +37,7 @@ mod registry_import;
 mod registry_outage;
 mod registry_watch;
 mod reload_phase;
+mod report_command;
 mod resilience;
 mod secrets;
 mod status_command;

@@ -10,7 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use crate::helpers::{TestDb, healthd, server_url, text};
 
 /// The commands that must never create the database or migrate it.
-const COMMANDS: [&[&str]; 9] = [
+const COMMANDS: [&[&str]; 11] = [
     &["status"],
     &["status", "--json"],
     &["check"],
@@ -20,6 +20,8 @@ const COMMANDS: [&[&str]; 9] = [
     &["maintenance", "list"],
     &["maintenance", "add", "--for", "1h", "--reason", "upgrade"],
     &["maintenance", "end", "1"],
+    &["report"],
+    &["report", "--month", "2026-03", "--csv"],
 ];
 
 async fn database_exists(name: &str) -> bool {
