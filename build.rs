@@ -1,11 +1,13 @@
 //! Embeds the sample registry (`samples/registry/*/config.json`) in the binary, so that
-//! `mcp-healthd demo` works from any directory and from the Debian package.
+//! `mcp-healthd demo` works from any directory and from the Debian package. Also makes a change
+//! to `migrations/` rebuild the crate (`sqlx::migrate!` embeds them at compile time).
 
 use std::path::Path;
 
 fn main() {
     let dir = Path::new("samples/registry");
     println!("cargo::rerun-if-changed=samples/registry");
+    println!("cargo::rerun-if-changed=migrations");
     let mut services: Vec<String> = std::fs::read_dir(dir)
         .expect("samples/registry is part of the source tree")
         .filter_map(Result::ok)

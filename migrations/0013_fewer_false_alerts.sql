@@ -2,7 +2,8 @@
 --
 --   * service_health_status remembers why a healthy service is degraded (slow, or a certificate
 --     inside probe.tls_expiry_warning), the certificate's not_after for https targets, whether
---     the service is flapping, and the outcomes of its last checks (probe.failure_window) so the
+--     the service is flapping, whether the last alert said down (held-back alerts make that
+--     differ from is_healthy; a restart must know which), and the outcomes of its last checks (probe.failure_window) so the
 --     windowed rule survives a restart;
 --   * service_health_rollups count, apart from the checks, those left out of uptime: checks
 --     inside a maintenance window, and checks made during a monitor-side outage (inconclusive).
@@ -20,6 +21,7 @@ ALTER TABLE service_health_status
     ADD COLUMN degraded_reason text,          -- NULL unless healthy and degraded
     ADD COLUMN tls_not_after   timestamptz,   -- the served certificate's expiry (https targets)
     ADD COLUMN flapping        boolean  NOT NULL DEFAULT false,
+    ADD COLUMN alerted_down    boolean,       -- the last alert said down (NULL: written before 0013)
     ADD COLUMN recent_failures bigint   NOT NULL DEFAULT 0,  -- bit i: the i-th latest check failed
     ADD COLUMN recent_checks   smallint NOT NULL DEFAULT 0 CHECK (recent_checks BETWEEN 0 AND 64);
 

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod store;
 
 pub mod pipeline;
+pub mod statuspage;
 
 pub mod daemon;
 

@@ -92,7 +92,9 @@ fn table(reports: &[Report]) -> Vec<Row<'_>> {
 /// are written in one flush.
 async fn record_reports(pool: &PgPool, config: &Config, reports: &[Report]) -> anyhow::Result<()> {
     let pending = Arc::new(Mutex::new(Pending::default()));
-    let mut monitor = Monitor::new(store::load_states(pool).await?, config, pending.clone());
+    let windows = store::maintenance::current_and_ahead(pool).await?;
+    let mut monitor = Monitor::new(store::load_states(pool).await?, config, pending.clone())
+        .with_windows(windows);
     for r in reports {
         monitor.apply(r);
     }

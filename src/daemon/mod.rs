@@ -118,7 +118,11 @@ impl Daemon {
         let (adopt, adopt_rx) = mpsc::channel(4);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (reports, report_rx) = mpsc::channel(4096);
-        let (windows_tx, windows) = watch::channel(Arc::default());
+        // Read before the first check is judged, so a restart inside a window holds alerts back.
+        let first_windows = db::deadline(limit, store::maintenance::current_and_ahead(&pool))
+            .await
+            .unwrap_or_default();
+        let (windows_tx, windows) = watch::channel(Arc::new(first_windows.clone()));
         let (canaries_tx, canaries) = watch::channel(None);
         let feeds = vec![
             Task::spawn({
@@ -130,7 +134,7 @@ impl Daemon {
                 move |stop| outside::feed_canaries(config, canaries_tx, stop)
             }),
         ];
-        let monitor = Monitor::new(states, &config, pending.clone());
+        let monitor = Monitor::new(states, &config, pending.clone()).with_windows(first_windows);
         let monitor = tokio::spawn(monitor.run(
             report_rx,
             Feeds {

@@ -211,8 +211,19 @@ impl Running {
             stats: stats.clone(),
             pool: pool.clone(),
         };
-        tracing::info!(event = "http_listening", address = %addr, "/metrics and /healthz");
-        Ok(Some(Task::spawn(|stop| http::serve(listener, state, stop))))
+        let pages = config
+            .http
+            .status_page
+            .then(|| crate::statuspage::router(pool.clone()));
+        let serves = if pages.is_some() {
+            "/metrics, /healthz, the status page (/) and /api/status.json"
+        } else {
+            "/metrics and /healthz"
+        };
+        tracing::info!(event = "http_listening", address = %addr, serves, "listening");
+        Ok(Some(Task::spawn(|stop| {
+            http::serve(listener, state, pages, stop)
+        })))
     }
 }
 

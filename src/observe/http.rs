@@ -1,5 +1,6 @@
 //! The small HTTP endpoint on `http.listen`: `/metrics` (Prometheus text format) and
-//! `/healthz` (200 while checks keep completing and the database answers, 503 with the reason).
+//! `/healthz` (200 while checks keep completing and the database answers, 503 with the reason),
+//! plus the routes a higher layer hands in (the status page).
 //!
 //! It must never take the descriptors the prober needs, so it is bounded: at most
 //! [`MAX_CONNECTIONS`] at once (more are accepted and closed at once), request headers within
@@ -117,7 +118,13 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serves until `stop`. Also drains the recorder's histogram buffers every few seconds, so
 /// memory stays flat however rarely `/metrics` is scraped.
-pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationToken) {
+/// Serves `/metrics`, `/healthz` and the routes of `extra` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    extra: Option<Router>,
+    stop: CancellationToken,
+) {
     let upkeep = {
         let (handle, stop) = (state.metrics.clone(), stop.clone());
         tokio::spawn(async move {
@@ -134,6 +141,10 @@ pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationTo
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state);
+    let app = match extra {
+        Some(extra) => app.merge(extra),
+        None => app,
+    };
     accept_loop(&listener, &app, &stop).await;
     upkeep.abort();
 }

@@ -15,6 +15,7 @@ pub const JOB_RUNS: &str = "mcp_healthd_job_runs_total";
 pub const JOB_LAST_SUCCESS: &str = "mcp_healthd_job_last_success_timestamp_seconds";
 pub const BUILD_INFO: &str = "mcp_healthd_build_info";
 pub const MONITOR_OUTAGE: &str = "mcp_healthd_monitor_outage";
+pub const STATUS_PAGE_QUERIES: &str = "mcp_healthd_status_page_queries_total";
 pub const DB_UP: &str = "mcp_healthd_database_up";
 pub const CERT_EXPIRY: &str = "mcp_healthd_certificate_expiry_timestamp_seconds";
 
@@ -74,6 +75,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "1 while the writer's last attempt reached the database, 0 during an outage"
     );
     gauge!(DB_UP).set(1.0);
+    describe_counter!(
+        STATUS_PAGE_QUERIES,
+        "Queries made for the status page (at most one per second whatever the traffic)"
+    );
     describe_gauge!(
         CERT_EXPIRY,
         "notAfter of the certificate the service presented, as a Unix timestamp (https targets)"

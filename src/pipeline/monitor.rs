@@ -43,6 +43,8 @@ pub struct Monitor {
     windows: Arc<Vec<Window>>,
     /// Windows whose `maintenance_started` was logged.
     announced: HashSet<i64>,
+    /// The services this daemon checks (windows are announced only when they cover one).
+    owned: Arc<HashSet<String>>,
     stats: Option<Arc<Stats>>,
 }
 
@@ -71,8 +73,15 @@ impl Monitor {
             total: 0,
             windows: Arc::default(),
             announced: HashSet::new(),
+            owned: Arc::default(),
             stats: None,
         }
+    }
+
+    /// Starts with these maintenance windows (read before the first check is judged).
+    pub fn with_windows(mut self, windows: Vec<Window>) -> Self {
+        self.windows = Arc::new(windows);
+        self
     }
 
     /// Applies one report: outage detector, state machine, alert log, metrics, pending batch.
@@ -176,10 +185,20 @@ impl Monitor {
             for &at in &fresh.failures {
                 pending.reclassify_failure(&service, at);
             }
+            // The verdict goes back to before those failures; what was alerted stays (a
+            // service_down already logged keeps its incident, closed by its service_up).
+            let now = self.states.get(&service).cloned().unwrap_or_default();
+            let restored = ServiceState {
+                alerted_down: now.alerted_down,
+                down_since: now.down_since,
+                incident_failures: now.incident_failures,
+                last_alert_at: now.last_alert_at,
+                ..fresh.before
+            };
             if let Some(row) = pending.status.get_mut(&service) {
-                row.state = fresh.before.clone();
+                row.state = restored.clone();
             }
-            self.states.insert(service, fresh.before);
+            self.states.insert(service, restored);
         }
     }
 
@@ -195,10 +214,15 @@ impl Monitor {
         }
     }
 
-    /// Logs `maintenance_started` / `maintenance_ended` once per window as time passes.
+    /// Logs `maintenance_started` / `maintenance_ended` once per window as time passes, for the
+    /// windows that cover a service this daemon checks.
     fn announce_windows(&mut self, now: DateTime<Utc>) {
         for w in self.windows.iter() {
-            if w.starts_at <= now && now < w.ends_at && self.announced.insert(w.id) {
+            let ours = match &w.service_type {
+                None => !self.owned.is_empty(),
+                Some(s) => self.owned.contains(s),
+            };
+            if ours && w.starts_at <= now && now < w.ends_at && self.announced.insert(w.id) {
                 alerts::maintenance_started(w);
             }
         }
@@ -269,6 +293,7 @@ impl Monitor {
                     for gone in self.states.keys().filter(|s| !services.contains(*s)) {
                         self.detector.forget(gone);
                     }
+                    self.owned = services;
                 }
                 Ok(()) = feeds.windows.changed() => {
                     self.windows = feeds.windows.borrow_and_update().clone();

@@ -89,14 +89,19 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    /// The state of a service read back from its status row: what was alerted is what was
-    /// judged, and a service already down was already alerted (its next reminder is due a
-    /// whole reminder interval from `now`, not at once).
-    pub fn restored(mut self, now: DateTime<Utc>) -> Self {
-        let down = self.healthy == Some(false);
+    /// The state of a service read back from its status row. `alerted_down` is what the last
+    /// alert said, as stored (`None` for a row written before it was: then what was judged). A
+    /// service alerted down was alerted already: its next reminder is due a whole reminder
+    /// interval from `now`, not at once.
+    pub fn restored(mut self, now: DateTime<Utc>, alerted_down: Option<bool>) -> Self {
+        let down = alerted_down.unwrap_or(self.healthy == Some(false));
         self.alerted_down = down;
         self.last_alert_at = down.then_some(now);
-        self.down_since = if down { self.state_changed_at } else { None };
+        self.down_since = if self.healthy == Some(false) {
+            self.state_changed_at
+        } else {
+            None
+        };
         self.incident_failures = if down { self.consecutive_failures } else { 0 };
         self
     }
@@ -214,20 +219,22 @@ pub fn next(
         });
     }
     certificate(&mut s, obs, th, &mut events);
-    let degraded = degradation(&s, obs, th);
+    let degraded = degradation(&s, obs, th, state.degraded.as_deref());
     let became_degraded = degraded.is_some() && s.degraded.is_none();
     s.degraded = degraded;
     if obs.maintenance || s.flapping {
         return (s, events);
     }
+    // An alert held back (maintenance, flapping) catches up on a check that agrees with it, so
+    // a service that recovered meanwhile is never alerted down on a success.
     match (s.healthy, s.alerted_down) {
-        (Some(false), false) => {
+        (Some(false), false) if !obs.success => {
             s.alerted_down = true;
             s.last_alert_at = Some(obs.at);
             s.incident_failures = s.consecutive_failures;
             events.push(Transition::Down);
         }
-        (Some(true), true) => {
+        (Some(true), true) if obs.success => {
             s.alerted_down = false;
             s.last_alert_at = None;
             events.push(Transition::Up {
@@ -304,28 +311,42 @@ fn certificate(s: &mut ServiceState, obs: Observation, th: &Thresholds, out: &mu
     }
 }
 
-/// Why a healthy service is degraded now, if it is.
-fn degradation(s: &ServiceState, obs: Observation, th: &Thresholds) -> Option<String> {
+/// Why a healthy service is degraded now, if it is. `was` is the reason it had: kept when the
+/// cause is the same, so a service degraded for days formats nothing per check.
+fn degradation(
+    s: &ServiceState,
+    obs: Observation,
+    th: &Thresholds,
+    was: Option<&str>,
+) -> Option<String> {
     if s.healthy != Some(true) || !obs.success {
         return None;
     }
     if obs.latency > th.degraded_after {
+        if let Some(was) = was.filter(|w| w.starts_with("slow")) {
+            return Some(was.to_owned());
+        }
         return Some(format!(
-            "slow: {} ms (degraded_after {} ms)",
-            obs.latency.as_millis(),
+            "slow: over degraded_after ({} ms)",
             th.degraded_after.as_millis()
         ));
     }
     let not_after = s.tls_not_after?;
     let left = not_after - obs.at;
     let warning = TimeDelta::from_std(th.tls_expiry_warning).unwrap_or(TimeDelta::MAX);
-    (!th.tls_expiry_warning.is_zero() && left < warning).then(|| {
-        format!(
-            "certificate expires {} ({} days left)",
-            not_after.format("%Y-%m-%d %H:%M UTC"),
-            left.num_days()
-        )
-    })
+    if th.tls_expiry_warning.is_zero() || left >= warning {
+        return None;
+    }
+    // Reformatted when the daily warning is logged (its days left change), else kept.
+    let warned_now = s.cert_warned_at == Some(obs.at);
+    if let Some(was) = was.filter(|w| !warned_now && w.starts_with("certificate")) {
+        return Some(was.to_owned());
+    }
+    Some(format!(
+        "certificate expires {} ({} days left)",
+        not_after.format("%Y-%m-%d %H:%M UTC"),
+        left.num_days()
+    ))
 }
 
 #[cfg(test)]
@@ -623,6 +644,44 @@ mod tests {
         assert_eq!(events(&got), Vec::<&str>::new());
         let (_, got) = run(s, &checks(30, "."));
         assert_eq!(events(&got), ["service_up"]);
+        // Down in a window and recovering as it ends: a success is never alerted as a down.
+        let steps: Vec<Observation> = checks(40, "FFF").into_iter().map(in_window).collect();
+        let (s, _) = run(healthy(), &steps);
+        let (s, got) = run(s, &checks(50, "."));
+        assert_eq!(
+            events(&got),
+            Vec::<&str>::new(),
+            "1 success of 2: still down, not alerted"
+        );
+        assert!(!s.alerted_down);
+    }
+
+    #[test]
+    fn a_restart_keeps_what_was_alerted_not_only_what_was_judged() {
+        let judged_down = ServiceState {
+            healthy: Some(false),
+            consecutive_failures: 4,
+            state_changed_at: Some(at(-50)),
+            ..Default::default()
+        };
+        // Down inside a maintenance window, never alerted: after the restart, alerted then.
+        let s = judged_down.clone().restored(at(0), Some(false));
+        let (_, got) = run(s, &checks(1, "F"));
+        assert_eq!(events(&got), ["service_down"]);
+        // Up while flapping, the last alert said down: its service_up still comes.
+        let flapping_up = ServiceState {
+            healthy: Some(true),
+            flapping: true,
+            state_changed_at: Some(at(-10)),
+            ..Default::default()
+        };
+        let th = Thresholds {
+            flap_window: Duration::from_secs(60),
+            ..TH
+        };
+        let s = flapping_up.restored(at(0), Some(true));
+        let (_, got) = run_with(&th, s, &checks(50, "...."));
+        assert_eq!(events(&got), ["service_flapping_ended", "service_up"]);
     }
 
     #[test]
@@ -672,7 +731,7 @@ mod tests {
             state_changed_at: Some(at(-50)),
             ..Default::default()
         };
-        let s = stored.restored(at(0));
+        let s = stored.restored(at(0), None);
         assert!(s.alerted_down);
         assert_eq!(s.down_since, Some(at(-50)));
         let (_, got) = run(s, &checks(1, "F.."));

@@ -18,6 +18,7 @@ mod pending;
 pub mod report;
 pub mod spill;
 mod status;
+pub mod status_page;
 
 pub use pending::{Counted, Incident, IncidentClose, Pending, RollupDelta, StatusRow};
 pub use status::{FlushContext, flush, load_states};

@@ -188,7 +188,8 @@ impl Pending {
             .find(|i| i.service_type == service_type && i.ended_at.is_none());
         match open_here {
             Some(incident) => {
-                incident.ended_at = Some(at);
+                // A clock stepped back between the two must not make a row ending before it starts.
+                incident.ended_at = Some(at.max(incident.started_at));
                 incident.failed_checks = incident.failed_checks.max(failed_checks);
             }
             None => {

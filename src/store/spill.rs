@@ -17,6 +17,10 @@ use super::pending::{Incident, IncidentClose, Pending, RollupDelta, StatusRow};
 use crate::plan::health::ServiceState;
 use crate::probe::ErrorKind;
 
+/// The format written. 2 added incidents, reclassified failures, the counts left out of uptime
+/// and the state the alerts need; format 1 files (without them) are still read.
+const FORMAT: u32 = 2;
+
 /// Files this module writes are named `unwritten-results-<uuid>.json`.
 const PREFIX: &str = "unwritten-results-";
 /// A spill file larger than this is not ours (the pending batch is bounded by the services and
@@ -67,6 +71,9 @@ struct SpilledStatus {
     recent_failures: u64,
     #[serde(default)]
     recent_checks: u8,
+    /// Absent in format 1: what was judged.
+    #[serde(default)]
+    alerted_down: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,6 +112,7 @@ impl SpilledBatch {
                 flapping: row.state.flapping,
                 recent_failures: row.state.recent_failures,
                 recent_checks: row.state.recent_checks,
+                alerted_down: Some(row.state.alerted_down),
             })
             .collect();
         let rollups = batch
@@ -156,6 +164,7 @@ impl SpilledBatch {
                     flapping: s.flapping,
                     recent_failures: s.recent_failures,
                     recent_checks: s.recent_checks,
+                    alerted_down: s.alerted_down.unwrap_or(s.healthy == Some(false)),
                     ..ServiceState::default()
                 };
                 let error_kind = s.error_kind.as_deref().and_then(|k| {
@@ -209,7 +218,7 @@ impl SpilledBatch {
 pub fn save(dir: &Path, batches: &[(uuid::Uuid, &Pending)]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let file = SpillFile {
-        format: 1,
+        format: FORMAT,
         batches: batches
             .iter()
             .map(|(id, batch)| SpilledBatch::of(*id, batch))
@@ -268,7 +277,7 @@ pub fn load(path: &Path) -> std::io::Result<Vec<(uuid::Uuid, Pending)>> {
         )));
     }
     let file: SpillFile = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
-    if file.format != 1 {
+    if !(1..=FORMAT).contains(&file.format) {
         return Err(std::io::Error::other(format!(
             "format {} is not one this daemon reads",
             file.format

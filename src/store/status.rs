@@ -43,10 +43,11 @@ WITH marker AS (
 ), status_in AS (
     SELECT * FROM unnest($7::text[], $8::bool[], $9::timestamptz[], $10::int[], $11::text[], $12::text[],
                          $13::int[], $14::int[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
-                         $24::text[], $25::timestamptz[], $26::bool[], $27::bigint[], $28::smallint[])
+                         $24::text[], $25::timestamptz[], $26::bool[], $27::bigint[], $28::smallint[],
+                         $29::bool[])
            AS t(service_type, is_healthy, checked_at, response_time_ms, error_message, error_kind,
                 consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
-                degraded_reason, tls_not_after, flapping, recent_failures, recent_checks)
+                degraded_reason, tls_not_after, flapping, recent_failures, recent_checks, alerted_down)
 ), in_window AS (
     SELECT r.service_type, r.checks - r.maintenance_checks - r.inconclusive_checks AS counted, r.failures
       FROM service_health_rollups r
@@ -64,11 +65,12 @@ INSERT INTO service_health_status AS s
        (service_type, is_healthy, last_health_check, response_time_ms, error_message, error_kind,
         consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
         uptime_percentage, check_interval_ms, checked_by,
-        degraded_reason, tls_not_after, flapping, recent_failures, recent_checks)
+        degraded_reason, tls_not_after, flapping, recent_failures, recent_checks, alerted_down)
 SELECT i.service_type, i.is_healthy, i.checked_at, i.response_time_ms, i.error_message, i.error_kind,
        i.consecutive_failures, i.consecutive_successes, i.last_success_at, i.last_failure_at, i.state_changed_at,
        greatest(0, least(100, u.pct)), $19, $20,
-       i.degraded_reason, i.tls_not_after, i.flapping, i.recent_failures, i.recent_checks
+       i.degraded_reason, i.tls_not_after, i.flapping, i.recent_failures, i.recent_checks,
+       i.alerted_down
   FROM status_in i
   JOIN service_registry USING (service_type)
   LEFT JOIN uptime u USING (service_type)
@@ -90,7 +92,8 @@ ON CONFLICT (service_type) DO UPDATE
        tls_not_after = EXCLUDED.tls_not_after,
        flapping = EXCLUDED.flapping,
        recent_failures = EXCLUDED.recent_failures,
-       recent_checks = EXCLUDED.recent_checks
+       recent_checks = EXCLUDED.recent_checks,
+       alerted_down = EXCLUDED.alerted_down
  -- A daemon flushing a backlog (after an outage, or a service handed over meanwhile) never
  -- overwrites a newer check by another daemon.
  WHERE s.last_health_check IS NULL OR EXCLUDED.last_health_check >= s.last_health_check";
@@ -104,7 +107,20 @@ UPDATE service_incidents i
    SET ended_at = greatest(i.started_at, c.ended_at),
        failed_checks = greatest(i.failed_checks, c.failed_checks)
   FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, ended_at, failed_checks)
- WHERE i.service_type = c.service_type AND i.ended_at IS NULL AND EXISTS (SELECT 1 FROM marker)";
+ WHERE i.service_type = c.service_type AND i.ended_at IS NULL AND i.started_at <= c.ended_at
+   AND EXISTS (SELECT 1 FROM marker)";
+
+/// Closes, at the new one's start, any open incident older than one this batch opens (left open
+/// by a daemon that could not write its close), so the new one is not lost to the one-open rule.
+const SUPERSEDE_INCIDENTS: &str = "
+WITH marker AS (
+    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
+)
+UPDATE service_incidents i
+   SET ended_at = o.started_at
+  FROM unnest($2::text[], $3::timestamptz[]) AS o(service_type, started_at)
+ WHERE i.service_type = o.service_type AND i.ended_at IS NULL AND i.started_at < o.started_at
+   AND EXISTS (SELECT 1 FROM marker)";
 
 /// Inserts incidents opened in this batch (after the closes: at most one open row per service;
 /// one opened meanwhile by another daemon wins).
@@ -113,7 +129,10 @@ WITH marker AS (
     INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
 )
 INSERT INTO service_incidents (service_type, started_at, ended_at, error_kind, error_message, failed_checks)
-SELECT o.service_type, o.started_at, o.ended_at, o.error_kind, o.error_message, o.failed_checks
+-- greatest() skips NULLs: an open incident (ended_at NULL) must stay open.
+SELECT o.service_type, o.started_at,
+       CASE WHEN o.ended_at IS NOT NULL THEN greatest(o.started_at, o.ended_at) END, o.error_kind,
+       o.error_message, o.failed_checks
   FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::int[])
        AS o(service_type, started_at, ended_at, error_kind, error_message, failed_checks)
   JOIN service_registry USING (service_type)
@@ -193,6 +212,7 @@ pub async fn flush(
         .bind(&s.flapping)
         .bind(&s.recent_failures)
         .bind(&s.recent_checks)
+        .bind(&s.alerted_down)
         .execute(pool)
         .await?;
     flush_incidents(pool, id, batch).await?;
@@ -226,6 +246,12 @@ async fn flush_incidents(pool: &PgPool, id: uuid::Uuid, batch: &Pending) -> sqlx
     if !batch.opened.is_empty() {
         let o: Vec<&super::Incident> = batch.opened.iter().collect();
         let o = &o;
+        sqlx::query(SUPERSEDE_INCIDENTS)
+            .bind(part_id(id, 4))
+            .bind(column(o, |&i| i.service_type.as_str()))
+            .bind(column(o, |&i| i.started_at))
+            .execute(pool)
+            .await?;
         sqlx::query(OPEN_INCIDENTS)
             .bind(part_id(id, 2))
             .bind(column(o, |&i| i.service_type.as_str()))
@@ -294,6 +320,7 @@ struct StatusColumns<'a> {
     flapping: Vec<bool>,
     recent_failures: Vec<i64>,
     recent_checks: Vec<i16>,
+    alerted_down: Vec<bool>,
 }
 
 impl<'a> StatusColumns<'a> {
@@ -319,6 +346,7 @@ impl<'a> StatusColumns<'a> {
             // The bits as they are: the column is a bit set, not a number.
             recent_failures: column(&rows, |&(_, row)| row.state.recent_failures as i64),
             recent_checks: column(&rows, |&(_, row)| i16::from(row.state.recent_checks)),
+            alerted_down: column(&rows, |&(_, row)| row.state.alerted_down),
         }
     }
 }
@@ -328,7 +356,7 @@ pub async fn load_states(pool: &PgPool) -> sqlx::Result<HashMap<String, ServiceS
     let rows: Vec<StoredState> = sqlx::query_as(
         "SELECT service_type::text, is_healthy, consecutive_failures, consecutive_successes,
                 last_success_at, last_failure_at, state_changed_at, degraded_reason, tls_not_after,
-                recent_failures, recent_checks
+                recent_failures, recent_checks, flapping, alerted_down
            FROM service_health_status",
     )
     .fetch_all(pool)
@@ -353,6 +381,8 @@ struct StoredState {
     tls_not_after: Option<DateTime<Utc>>,
     recent_failures: i64,
     recent_checks: i16,
+    flapping: bool,
+    alerted_down: Option<bool>,
 }
 
 impl StoredState {
@@ -368,8 +398,9 @@ impl StoredState {
             tls_not_after: self.tls_not_after,
             recent_failures: self.recent_failures as u64,
             recent_checks: u8::try_from(self.recent_checks.clamp(0, 64)).unwrap_or(0),
+            flapping: self.flapping,
             ..ServiceState::default()
         }
-        .restored(now)
+        .restored(now, self.alerted_down)
     }
 }
