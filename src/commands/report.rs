@@ -117,20 +117,17 @@ fn render(period: &Period, rows: &[ServiceReport]) -> String {
 const CSV_HEADER: &str = "service_type,display_name,checks,failures,maintenance_checks,\
 inconclusive_checks,uptime_percent,downtime_s,incidents,longest_incident_s,mttr_s";
 
-/// A text field as CSV holds it (RFC 4180): quoted, quotes doubled, when it holds a comma, a
-/// quote or a line break; and a value a spreadsheet would run as a formula (starting with `=`,
-/// `+`, `-`, `@`, a tab or a carriage return) prefixed with `'` first (OWASP, "CSV injection").
+/// A text field as CSV holds it (RFC 4180): always quoted, quotes doubled, so no separator a
+/// spreadsheet's locale uses (`,` or `;`) can split it; and a value a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) prefixed with `'`
+/// first (OWASP, "CSV injection").
 fn csv_text(s: &str) -> Cow<'_, str> {
     let s: Cow<str> = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         Cow::Owned(format!("'{s}"))
     } else {
         Cow::Borrowed(s)
     };
-    if s.contains([',', '"', '\n', '\r']) {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
-    } else {
-        s
-    }
+    Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
 }
 
 /// A header line, then one line per service; numbers as they are, NULLs as empty fields.
@@ -179,19 +176,20 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_text("figma"), "figma");
+        assert_eq!(csv_text("figma"), "\"figma\"");
         assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("x;=HYPERLINK(1)"), "\"x;=HYPERLINK(1)\"");
         assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_text("=1+2"), "'=1+2");
-        assert_eq!(csv_text("+x"), "'+x");
-        assert_eq!(csv_text("-x"), "'-x");
-        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("=1+2"), "\"'=1+2\"");
+        assert_eq!(csv_text("+x"), "\"'+x\"");
+        assert_eq!(csv_text("-x"), "\"'-x\"");
+        assert_eq!(csv_text("@SUM(A1)"), "\"'@SUM(A1)\"");
         assert_eq!(
             csv_text("=HYPERLINK(\"x\",1)"),
             "\"'=HYPERLINK(\"\"x\"\",1)\""
         );
-        assert_eq!(csv_text("mid-dash"), "mid-dash");
+        assert_eq!(csv_text("mid-dash"), "\"mid-dash\"");
     }
 
     #[test]
@@ -203,7 +201,7 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines[0].split(',').count(), 11);
-        assert_eq!(lines[1], "a,a,120,3,0,0,97.5,3900,1,3900,");
+        assert_eq!(lines[1], "\"a\",\"a\",120,3,0,0,97.5,3900,1,3900,");
         assert_eq!(
             lines[2],
             "\"b,\"\"q\"\"\",\"b,\"\"q\"\"\",120,3,0,0,,3900,1,,"

@@ -211,10 +211,9 @@ impl Running {
             stats: stats.clone(),
             pool: pool.clone(),
         };
-        let pages = config
-            .http
-            .status_page
-            .then(|| crate::statuspage::router(pool.clone()));
+        let pages = config.http.status_page.then(|| {
+            crate::statuspage::router(pool.clone(), store::db::call_limit(&config.database))
+        });
         let serves = if pages.is_some() {
             "/metrics, /healthz, the status page (/) and /api/status.json"
         } else {

@@ -1,18 +1,22 @@
 //! The status page on `http.listen` (with `http.status_page = true`): `GET /` serves one
-//! server-rendered HTML page (`render`), `GET /api/status.json` the same data as JSON. Both read
-//! one [`Snapshot`] (one query) through a cache that holds it for [`FRESH_FOR`] and lets one
-//! request at a time refresh it, so the database sees at most one query per [`FRESH_FOR`]
-//! whatever the traffic. If the database does not answer, the last snapshot is served, marked
-//! with its age; with none, a 503.
+//! server-rendered HTML page (`render`), `GET /api/status.json` the same data as JSON.
+//!
+//! Both are rendered once per snapshot and served from memory. A request finding the snapshot
+//! older than [`FRESH_FOR`] refreshes it (one query), unless another request is refreshing it
+//! (then the one in memory is served at once) or an attempt was made within [`FRESH_FOR`] (a
+//! failing database is asked at most once a second too). So the database sees at most one
+//! query per [`FRESH_FOR`] whatever the traffic, and a slow or silent database never queues
+//! requests: while it fails, the last snapshot is served, marked as such; with none, a 503.
 //!
 //! May import: `config`, `clock`, `text`, `observe`, `store`.
 
 mod render;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,23 +31,40 @@ use crate::store::status_page::{self, Snapshot};
 /// A snapshot is served this long before the next request reads a new one.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// How long a request waits on the database before serving the last snapshot (or a 503).
-const QUERY_LIMIT: Duration = Duration::from_secs(5);
+/// A snapshot and when it was read.
+type Timed = (Instant, Arc<Snapshot>);
 
-/// The latest snapshot and when it was read.
-type Cached = Option<(Instant, Arc<Snapshot>)>;
+/// A snapshot, rendered.
+struct Rendered {
+    made: Instant,
+    /// The database did not answer the last refresh: this is older than it should be.
+    stale: bool,
+    html: Bytes,
+    json: Bytes,
+}
 
 #[derive(Clone)]
 struct Pages {
     pool: PgPool,
-    cache: Arc<Mutex<Cached>>,
+    /// The latest rendering, read without waiting.
+    published: Arc<RwLock<Option<Arc<Rendered>>>>,
+    /// Held by the one request refreshing; holds when the last attempt started.
+    refresh: Arc<Mutex<Option<Instant>>>,
+    /// The last snapshot read, and when: re-rendered as stale while the database fails.
+    last_snapshot: Arc<RwLock<Option<Timed>>>,
+    /// How long a refresh may wait on the database.
+    limit: Duration,
 }
 
-/// The routes `/` and `/api/status.json`, to be merged into the HTTP endpoint.
-pub fn router(pool: PgPool) -> Router {
+/// The routes `/` and `/api/status.json`, to be merged into the HTTP endpoint. `limit` bounds
+/// each query (the daemon's `database.statement_timeout`).
+pub fn router(pool: PgPool, limit: Duration) -> Router {
     let pages = Pages {
         pool,
-        cache: Arc::default(),
+        published: Arc::default(),
+        refresh: Arc::default(),
+        last_snapshot: Arc::default(),
+        limit,
     };
     Router::new()
         .route("/", get(page))
@@ -52,67 +73,107 @@ pub fn router(pool: PgPool) -> Router {
 }
 
 impl Pages {
-    /// The cached snapshot, refreshed if older than [`FRESH_FOR`]; `stale` when the refresh
-    /// failed and an older one is served.
-    async fn snapshot(&self) -> Result<(Arc<Snapshot>, bool), String> {
-        // Held across the query: concurrent requests wait for one refresh instead of each
-        // making its own.
-        let mut cache = self.cache.lock().await;
-        if let Some((at, snap)) = cache.as_ref()
-            && at.elapsed() < FRESH_FOR
+    fn published(&self) -> Option<Arc<Rendered>> {
+        self.published.read().expect("status page lock").clone()
+    }
+
+    /// What to serve now: see the module's doc. `None` only while no snapshot was ever read.
+    async fn current(&self) -> Option<Arc<Rendered>> {
+        let current = self.published();
+        if current
+            .as_ref()
+            .is_some_and(|r| r.made.elapsed() < FRESH_FOR)
         {
-            return Ok((snap.clone(), false));
+            return current;
         }
+        let mut last_attempt = match self.refresh.try_lock() {
+            Ok(guard) => guard,
+            // Someone is refreshing: serve what there is, or wait for the first one.
+            Err(_) if current.is_some() => return current,
+            Err(_) => self.refresh.lock().await,
+        };
+        if last_attempt.is_some_and(|t| t.elapsed() < FRESH_FOR) {
+            return self.published();
+        }
+        *last_attempt = Some(Instant::now());
         metrics::counter!(STATUS_PAGE_QUERIES).increment(1);
-        match db::deadline(QUERY_LIMIT, status_page::snapshot(&self.pool)).await {
+        let read = db::deadline(self.limit, status_page::snapshot(&self.pool)).await;
+        let rendered = match read {
             Ok(snap) => {
-                let snap = Arc::new(snap);
-                *cache = Some((Instant::now(), snap.clone()));
-                Ok((snap, false))
+                let made = Instant::now();
+                let rendered = render_all(&snap, false, made);
+                *self.last_snapshot.write().expect("status page lock") =
+                    Some((made, Arc::new(snap)));
+                Some(rendered)
             }
-            Err(e) => match cache.as_ref() {
-                Some((_, snap)) => Ok((snap.clone(), true)),
-                None => Err(e.to_string()),
-            },
+            Err(e) => {
+                tracing::warn!(event = "status_page_stale", error = %e, "the status page's query failed; serving the last snapshot");
+                self.last_snapshot
+                    .read()
+                    .expect("status page lock")
+                    .as_ref()
+                    .map(|(made, snap)| render_all(snap, true, *made))
+            }
+        };
+        if let Some(r) = rendered {
+            *self.published.write().expect("status page lock") = Some(Arc::new(r));
         }
+        self.published()
+    }
+}
+
+/// Renders the page and the JSON of `snap` once, for every request until the next snapshot.
+fn render_all(snap: &Snapshot, stale: bool, made: Instant) -> Rendered {
+    Rendered {
+        made,
+        stale,
+        html: render::page(snap, stale, chrono::Utc::now())
+            .into_string()
+            .into(),
+        json: serde_json::to_vec(snap).unwrap_or_default().into(),
     }
 }
 
 async fn page(State(pages): State<Pages>) -> Response {
-    match pages.snapshot().await {
-        Ok((snap, stale)) => (
+    match pages.current().await {
+        Some(r) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            render::page(&snap, stale, chrono::Utc::now()).into_string(),
+            r.html.clone(),
         )
             .into_response(),
-        Err(why) => (
+        None => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            render::unavailable(&why).into_string(),
+            render::unavailable().into_string(),
         )
             .into_response(),
     }
 }
 
 async fn json(State(pages): State<Pages>) -> Response {
-    match pages.snapshot().await {
-        Ok((snap, stale)) => {
-            let mut response = axum::Json(&*snap).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            if stale {
+    match pages.current().await {
+        Some(r) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                r.json.clone(),
+            )
+                .into_response();
+            if r.stale {
                 let warning =
                     HeaderValue::from_static("110 - \"stale: the database does not answer\"");
-                headers.insert(header::WARNING, warning);
+                response.headers_mut().insert(header::WARNING, warning);
             }
             response
         }
-        Err(why) => (
+        None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "error": format!("database: {why}") })),
+            axum::Json(serde_json::json!({ "error": "the status database does not answer" })),
         )
             .into_response(),
     }

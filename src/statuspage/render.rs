@@ -8,7 +8,9 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::store::status_page::{Day, ServiceLine, Snapshot};
+use chrono::NaiveDate;
+
+use crate::store::status_page::{ServiceLine, Snapshot};
 
 const STYLE: &str = r#"
 :root{--up:#1a7f37;--degraded:#b58100;--down:#c62828;--maint:#1f6feb;--grey:#8c959f;--fg:#1f2328;--bg:#fff;--line:#d0d7de}
@@ -77,7 +79,7 @@ pub fn page(snap: &Snapshot, stale: bool, now: DateTime<Utc>) -> Markup {
                             strong { (i.display_name) } " is down since "
                             (i.started_at.format("%Y-%m-%d %H:%M UTC"))
                             " (" (ago(now, i.started_at)) ")"
-                            @if let Some(m) = &i.error_message { small { (m) } }
+                            @if let Some(k) = &i.error_kind { small { "failing: " (k) } }
                         }
                     }
                 }
@@ -94,7 +96,7 @@ pub fn page(snap: &Snapshot, stale: bool, now: DateTime<Utc>) -> Markup {
                 }
                 @for (category, services) in by_category(&snap.services) {
                     h2 { (category) }
-                    @for s in services { (service(s)) }
+                    @for s in services { (service(s, snap.first_day)) }
                 }
                 footer {
                     "Each bar is 90 days, one cell per UTC day, coloured by that day's uptime "
@@ -107,7 +109,7 @@ pub fn page(snap: &Snapshot, stale: bool, now: DateTime<Utc>) -> Markup {
     }
 }
 
-fn service(s: &ServiceLine) -> Markup {
+fn service(s: &ServiceLine, first_day: NaiveDate) -> Markup {
     html! {
         div.svc {
             span.name { (s.display_name) @if s.flapping { " · flapping" } }
@@ -119,7 +121,9 @@ fn service(s: &ServiceLine) -> Markup {
             @if let Some(why) = &s.degraded_reason { span.why { (why) } }
             @else if s.status == "down" { @if let Some(k) = &s.error_kind { span.why { "failing: " (k) } } }
             div.bar role="img" aria-label={ (s.display_name) ": uptime over 90 days" } {
-                @for d in &s.days { span class=(cell_class(d)) title=(cell_title(d)) {} }
+                @for (i, (&checks, &uptime)) in s.day_checks.iter().zip(&s.day_uptime).enumerate() {
+                    span class=(cell_class(uptime)) title=(cell_title(first_day + chrono::Days::new(i as u64), checks, uptime)) {}
+                }
             }
             div.legend style="grid-column:1/-1" { span { "90 days ago" } span { "today" } }
         }
@@ -139,8 +143,8 @@ fn by_category(services: &[ServiceLine]) -> Vec<(String, Vec<&ServiceLine>)> {
     groups
 }
 
-fn cell_class(d: &Day) -> &'static str {
-    match d.uptime {
+fn cell_class(uptime: Option<f64>) -> &'static str {
+    match uptime {
         None => "none",
         Some(u) if u >= 99.95 => "c100",
         Some(u) if u >= 99.0 => "c99",
@@ -149,10 +153,10 @@ fn cell_class(d: &Day) -> &'static str {
     }
 }
 
-fn cell_title(d: &Day) -> String {
-    match d.uptime {
-        None => format!("{}: no data", d.day),
-        Some(u) => format!("{}: {u:.2}% of {} checks", d.day, d.checks),
+fn cell_title(day: NaiveDate, checks: i64, uptime: Option<f64>) -> String {
+    match uptime {
+        None => format!("{day}: no data"),
+        Some(u) => format!("{day}: {u:.2}% of {checks} checks"),
     }
 }
 
@@ -170,8 +174,9 @@ fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     }
 }
 
-/// The page served when there is no snapshot at all (the database never answered).
-pub fn unavailable(why: &str) -> Markup {
+/// The page served when there is no snapshot at all (the database never answered). The cause
+/// is in the daemon's log, not on a public page.
+pub fn unavailable() -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -181,7 +186,7 @@ pub fn unavailable(why: &str) -> Markup {
                 meta http-equiv="refresh" content="30";
                 title { "Service status unavailable" }
             }
-            body { h1 { "Service status is unavailable" } p { "The database does not answer: " (why) } }
+            body { h1 { "Service status is unavailable" } p { "The status database does not answer; this page retries every 30 s." } }
         }
     }
 }
@@ -189,7 +194,7 @@ pub fn unavailable(why: &str) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::TimeZone;
 
     fn line(name: &str, category: &str, status: &str) -> ServiceLine {
         ServiceLine {
@@ -203,12 +208,9 @@ mod tests {
             degraded_reason: None,
             flapping: false,
             last_health_check: None,
-            days: (0..90)
-                .map(|i| Day {
-                    day: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(i),
-                    checks: 100,
-                    uptime: Some(if i == 3 { 50.0 } else { 100.0 }),
-                })
+            day_checks: vec![100; 90],
+            day_uptime: (0..90)
+                .map(|i| Some(if i == 3 { 50.0 } else { 100.0 }))
                 .collect(),
         }
     }
@@ -218,6 +220,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap();
         let snap = Snapshot {
             generated_at: now,
+            first_day: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
             services: vec![line("<script>alert(1)</script>", "a&b", "down")],
             incidents: vec![],
             maintenance: vec![],

@@ -12,7 +12,10 @@
 //!   progress at `from` does not). For each service and each UTC day lying wholly inside the
 //!   period, that day's daily rollup replaces its hourly rows when it counts more checks than
 //!   they do: the day's hourly rows were pruned after `uptime.retain` (all of them, or, on the
-//!   day at the retention edge, some). A day is thus counted once, from one source.
+//!   day at the retention edge, some). A day is thus counted once, from one source. Days
+//!   before the last one `housekeeping` remade are final in the daily rollups and read only
+//!   from there (their hours are not summed again: at 10,000 services a month is 7 million
+//!   hourly rows).
 //! - **Uptime** = 100 × (checks − maintenance − inconclusive − failures) / (checks −
 //!   maintenance − inconclusive); `None` when no check counted. `failures` holds only the
 //!   failures that count against uptime (migration 0013).
@@ -179,6 +182,10 @@ WITH services AS (
       FROM service_health_rollups r
       JOIN services s ON s.service_type = r.service_type
      WHERE r.hour >= $1 AND r.hour < $2
+       -- Days before the day housekeeping last recomputed are final in the daily rollups: their
+       -- hours need not be summed again (30 days of 10,000 services is 7 million hourly rows).
+       AND r.hour >= (SELECT coalesce(max(day) - 1, '-infinity'::date) FROM service_health_daily)
+                     ::timestamp AT TIME ZONE 'UTC'
      GROUP BY 1, 2
 ), daily AS (
     SELECT d.service_type, d.day, d.checks::bigint AS checks, d.failures::bigint AS failures,

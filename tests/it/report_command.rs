@@ -36,13 +36,17 @@ second line', 41003, true),
         INSERT INTO maintenance_windows (service_type, starts_at, ends_at, reason) VALUES
             ('figma', '2026-03-01 01:00Z', '2026-03-01 01:30Z', 'upgrade');
 
-        -- figma, daily. Mar 1 has its hours (not counted twice); Mar 10 has none left (older
-        -- than uptime.retain); Mar 20 has one hour left, the daily row counts more; Feb 28 and
-        -- Apr 1 are outside.
+        -- figma, daily, as housekeeping left them (it last remade Mar 31 and Apr 1, so the days
+        -- before Mar 31 are final and read from here). Mar 1 and Mar 15 also have their hours
+        -- (not counted twice); Mar 10 has none left (older than uptime.retain); Mar 20 has one
+        -- hour left, the daily row counts more; Feb 28 and Apr 1 are outside.
         INSERT INTO service_health_daily
             (service_type, day, checks, failures, maintenance_checks, inconclusive_checks) VALUES
             ('figma', '2026-02-28', 2880, 100, 0, 0),
             ('figma', '2026-03-01', 240, 2, 60, 0),
+            ('figma', '2026-03-15', 120, 1, 0, 10),
+            ('acme, "quoted"', '2026-03-05', 60, 0, 0, 0),
+            ('retired', '2026-03-02', 100, 50, 0, 0),
             ('figma', '2026-03-10', 2880, 12, 0, 0),
             ('figma', '2026-03-20', 2880, 5, 0, 0),
             ('figma', '2026-04-01', 2880, 100, 0, 0);

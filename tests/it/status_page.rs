@@ -169,7 +169,18 @@ async fn the_status_page_shows_every_service_in_a_real_browser_and_spares_the_da
     })
     .await;
     assert_eq!(json["services"].as_array().unwrap().len(), 5);
-    assert_eq!(json["services"][0]["days"].as_array().unwrap().len(), 90);
+    assert_eq!(
+        json["services"][0]["day_uptime"].as_array().unwrap().len(),
+        90
+    );
+    assert_eq!(
+        json["services"][0]["day_checks"].as_array().unwrap().len(),
+        90
+    );
+    assert!(
+        json["incidents"][0].get("error_message").is_none(),
+        "no detail on a public page"
+    );
     assert_eq!(json["maintenance"][0]["reason"], "mail relay upgrade");
     assert_eq!(json["incidents"][0]["service_type"], "billing");
 

@@ -182,7 +182,12 @@ pub(super) fn uptime(c: &mut Checker, raw: &RawUptime) -> UptimeConfig {
             "must be at least 1h: uptime is computed from hourly rollups",
         );
     }
-    if uptime.retain < uptime.window {
+    if uptime.retain < Duration::from_secs(2 * 86_400) {
+        c.fail(
+            "uptime.retain",
+            "must be at least 2d: the daily rollups are remade from the hourly ones of the last two days",
+        );
+    } else if uptime.retain < uptime.window {
         c.fail(
             "uptime.retain",
             "must be at least uptime.window: the window's rollups would be pruned",
