@@ -205,8 +205,8 @@ pub fn compose(
     ];
     let metrics = banner
         .metrics
-        .map_or("no /metrics (address in use or disabled)".into(), |a| {
-            format!("metrics http://{a}/metrics")
+        .map_or("no status page (address in use or disabled)".into(), |a| {
+            format!("status page http://{a}/")
         });
     let bottom = vec![
         Line::plain(format!("daemon log {}", banner.log.display())),

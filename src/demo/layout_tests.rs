@@ -141,7 +141,11 @@ fn when_room_is_short_categories_fold_to_one_line_each() {
     // A tiny terminal still gets the banner and the footer, never more lines than it has.
     let tiny = compose(&banner(), &rows, &[], Utc::now(), (20, 6));
     assert_eq!(tiny.len(), 6, "{:#?}", texts(&tiny));
-    assert!(tiny[5].text.starts_with("metrics"), "{:#?}", texts(&tiny));
+    assert!(
+        tiny[5].text.starts_with("status page"),
+        "{:#?}",
+        texts(&tiny)
+    );
     assert!(texts(&tiny).iter().all(|l| l.chars().count() <= 20));
 }
 

@@ -202,7 +202,7 @@ async fn tour(
         banner.interval.as_secs(),
         banner
             .metrics
-            .map(|a| format!("; metrics at http://{a}/metrics"))
+            .map(|a| format!("; status page at http://{a}/, metrics at /metrics"))
             .unwrap_or_default()
     );
     say!("daemon log: {}  —  Ctrl-C to stop\n", log.display());
