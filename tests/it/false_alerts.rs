@@ -445,3 +445,82 @@ async fn an_incident_row_spans_the_down_period() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_repeats_nor_loses_an_alert() {
+    let db = TestDb::migrated().await;
+    let (down, planned) = (Scripted::spawn("F").await, Scripted::spawn("F").await);
+    register(&db, "down", 20001, &down.url()).await;
+    register(&db, "planned", 20002, &planned.url()).await;
+    let env = [("DATABASE_URL", db.url.expose())];
+    let added = healthd(
+        &[
+            "maintenance",
+            "add",
+            "--service",
+            "planned",
+            "--for",
+            "1h",
+            "--reason",
+            "move",
+        ],
+        &env,
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let id = text(&added.stdout).trim().to_owned();
+    let config = fast_config(
+        "interval = \"200ms\"\ntimeout = \"150ms\"\nfailure_threshold = 2",
+        "",
+    );
+    let first = Daemon::start(&db.url, &config);
+    first.wait_for(|e| e["event"] == "service_down", LONG);
+    // Both judged down; only the one outside the window alerted.
+    eventually("both judged down", LONG, async || {
+        let (a, b) = (
+            dashboard(&db, "down").await.2,
+            dashboard(&db, "planned").await.2,
+        );
+        (a >= Some(4) && b >= Some(4)).then_some(()).ok_or((a, b))
+    })
+    .await;
+    let (_, events) = first.stop();
+    assert_eq!(names(&events, "down"), ["service_down"]);
+    assert_eq!(names(&events, "planned"), Vec::<String>::new());
+
+    let second = Daemon::start(&db.url, &config);
+    let seen = planned.hits();
+    eventually("10 more checks after the restart", LONG, async || {
+        (planned.hits() >= seen + 10)
+            .then_some(())
+            .ok_or(planned.hits())
+    })
+    .await;
+    assert_eq!(
+        names(&second.events(), "down"),
+        Vec::<String>::new(),
+        "already alerted before the restart: not again"
+    );
+    // The window ends: the service it hid is alerted now, once.
+    let ended = healthd(&["maintenance", "end", &id], &env);
+    assert!(ended.status.success(), "{}", text(&ended.stderr));
+    second.wait_for(
+        |e| e["event"] == "service_down" && e["service_type"] == "planned",
+        LONG,
+    );
+    // The one alerted before the restart comes back up, closing its incident.
+    down.set(".");
+    second.wait_for(
+        |e| e["event"] == "service_up" && e["service_type"] == "down",
+        LONG,
+    );
+    let (_, events) = second.stop();
+    assert_eq!(names(&events, "down"), ["service_up"]);
+    assert_eq!(names(&events, "planned"), ["service_down"]);
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT service_type::text FROM service_incidents WHERE ended_at IS NULL",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(open, ["planned"]);
+}
