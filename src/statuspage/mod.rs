@@ -2,11 +2,12 @@
 //! server-rendered HTML page (`render`), `GET /api/status.json` the same data as JSON.
 //!
 //! Both are rendered once per snapshot and served from memory. A request finding the snapshot
-//! older than [`FRESH_FOR`] refreshes it (one query), unless another request is refreshing it
-//! (then the one in memory is served at once) or an attempt was made within [`FRESH_FOR`] (a
-//! failing database is asked at most once a second too). So the database sees at most one
-//! query per [`FRESH_FOR`] whatever the traffic, and a slow or silent database never queues
-//! requests: while it fails, the last snapshot is served, marked as such; with none, a 503.
+//! older than [`FRESH_FOR`] is served it at once and starts a refresh behind it (one query),
+//! unless a refresh is running or one started within [`FRESH_FOR`] (a failing database is asked
+//! at most once a second too). So the database sees at most one query per [`FRESH_FOR`]
+//! whatever the traffic, and a slow or silent database never holds a request that has
+//! something to serve: while it fails, the last snapshot is served, marked as such. Before the
+//! first snapshot, requests wait for the first read (one at a time), then get it or a 503.
 //!
 //! May import: `config`, `clock`, `text`, `observe`, `store`.
 
@@ -86,14 +87,31 @@ impl Pages {
         {
             return current;
         }
-        let mut last_attempt = match self.refresh.try_lock() {
-            Ok(guard) => guard,
-            // Someone is refreshing: serve what there is, or wait for the first one.
-            Err(_) if current.is_some() => return current,
-            Err(_) => self.refresh.lock().await,
-        };
-        if last_attempt.is_some_and(|t| t.elapsed() < FRESH_FOR) {
+        if current.is_some() {
+            // Never wait on the database with something to serve: refresh behind this request.
+            if let Ok(guard) = self.refresh.clone().try_lock_owned() {
+                let pages = self.clone();
+                tokio::spawn(async move { pages.refresh(guard).await });
+            }
+            return current;
+        }
+        // Nothing yet: wait for the first read (made by this request or one before it).
+        let guard = self.refresh.clone().lock_owned().await;
+        if guard.is_some() {
             return self.published();
+        }
+        self.refresh(guard).await;
+        self.published()
+    }
+
+    /// One refresh, at most one per [`FRESH_FOR`] (`last_attempt`, held while it runs).
+    async fn refresh(&self, mut last_attempt: tokio::sync::OwnedMutexGuard<Option<Instant>>) {
+        if last_attempt.is_some_and(|t| t.elapsed() < FRESH_FOR)
+            || self
+                .published()
+                .is_some_and(|r| r.made.elapsed() < FRESH_FOR)
+        {
+            return;
         }
         *last_attempt = Some(Instant::now());
         metrics::counter!(STATUS_PAGE_QUERIES).increment(1);
@@ -118,7 +136,6 @@ impl Pages {
         if let Some(r) = rendered {
             *self.published.write().expect("status page lock") = Some(Arc::new(r));
         }
-        self.published()
     }
 }
 

@@ -184,8 +184,10 @@ WITH services AS (
      WHERE r.hour >= $1 AND r.hour < $2
        -- Days before the day housekeeping last recomputed are final in the daily rollups: their
        -- hours need not be summed again (30 days of 10,000 services is 7 million hourly rows).
-       AND r.hour >= (SELECT coalesce(max(day) - 1, '-infinity'::date) FROM service_health_daily)
-                     ::timestamp AT TIME ZONE 'UTC'
+       AND (r.hour >= (SELECT coalesce(max(day) - 1, '-infinity'::date) FROM service_health_daily)
+                      ::timestamp AT TIME ZONE 'UTC'
+            -- a first day only partly inside the period has no daily row to stand in for it
+            OR r.hour < (($1 AT TIME ZONE 'UTC')::date + 1)::timestamp AT TIME ZONE 'UTC')
      GROUP BY 1, 2
 ), daily AS (
     SELECT d.service_type, d.day, d.checks::bigint AS checks, d.failures::bigint AS failures,

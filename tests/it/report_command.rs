@@ -310,6 +310,21 @@ async fn since_a_short_while_and_usage_errors() {
     assert!(table.starts_with("report for 20"), "{table}");
     assert!(!table.contains("March"), "{table}");
 
+    // Once housekeeping has made the daily rollups, whole days come from them; an hour in the
+    // period's first day, only partly inside it, still counts (from the hourly rollups).
+    sqlx::raw_sql(
+        "INSERT INTO service_health_rollups (service_type, hour, checks, failures) VALUES
+            ('figma', date_trunc('hour', now() - interval '4 days') + interval '1 hour', 10, 0)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ran = healthd(&["jobs", "run", "housekeeping"], &env);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    let json = run_json(&db, &["--since", "4d", "--service", "figma"]);
+    let (checks, failures, ..) = figures(&json["services"][0]);
+    assert_eq!((checks, failures), (30, 11), "{json}");
+
     let out = healthd(&["report", "--service", "nosuch"], &env);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -170,10 +170,10 @@ pub(super) fn uptime(c: &mut Checker, raw: &RawUptime) -> UptimeConfig {
         retain: c.duration("uptime.retain", &raw.retain),
         retain_daily: c.duration("uptime.retain_daily", &raw.retain_daily),
     };
-    if uptime.retain_daily < Duration::from_secs(2 * 86_400) {
+    if uptime.retain_daily < uptime.retain {
         c.fail(
             "uptime.retain_daily",
-            "must be at least 2d: daily rollups are made from the hourly ones a day at a time",
+            "must be at least uptime.retain: reports read older days from the daily rollups",
         );
     }
     if uptime.window < Duration::from_secs(3600) {
