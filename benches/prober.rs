@@ -16,7 +16,7 @@ mod helpers;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{commits, cpu_seconds, env_or, flushes, peak_rss_mib};
+use common::{cluster_cpu, commits, cpu_seconds, env_or, flushes, peak_rss_mib};
 use helpers::TestDb;
 
 async fn checks(db: &TestDb) -> i64 {
@@ -82,8 +82,10 @@ async fn main() {
         commits(&db.pool).await,
         read_log().len(),
     );
+    let pg0 = cluster_cpu();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let pg1 = cluster_cpu();
     let (cpu1, checks1, commits1) = (cpu_seconds(pid), checks(&db).await, commits(&db.pool).await);
     let elapsed = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib(pid);
@@ -113,6 +115,11 @@ async fn main() {
         "daemon CPU per check (µs)",
         1e6 * cpu / n.max(1.0)
     );
+    println!(
+        "{:<44} {:>12.1}",
+        "PostgreSQL cluster CPU per check (µs)",
+        1e6 * (pg1 - pg0) / n.max(1.0)
+    );
     println!("{:<44} {:>12.1}", "daemon peak RSS (MiB)", rss);
     println!(
         "{:<44} {:>12.2}",
@@ -120,7 +127,11 @@ async fn main() {
         all_checked.as_secs_f64()
     );
     println!("{:<44} {:>12}", "status flushes", flush_count);
-    println!("{:<44} {:>12}", "statements per flush (store::flush)", 1);
+    println!(
+        "{:<44} {:>12.2}",
+        "database transactions per flush",
+        txn as f64 / flush_count.max(1) as f64
+    );
     println!(
         "{:<44} {:>12.2}",
         "status-path statements per second",

@@ -124,6 +124,7 @@ ensure_packages() {
     local missing=()
     [[ -x $nginx_bin ]] || missing+=(nginx)
     [[ -x $blackbox_bin ]] || missing+=(prometheus-blackbox-exporter)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     ((${#missing[@]} == 0)) && return 0
     [[ -z ${NO_INSTALL:-} ]] || die "missing ${missing[*]} (NO_INSTALL is set)"
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and there is no apt-get"
@@ -144,6 +145,7 @@ ensure_packages() {
     cleanup_policy
     [[ -x $nginx_bin ]] || die "$nginx_bin still missing after installing"
     [[ -x $blackbox_bin ]] || die "$blackbox_bin still missing after installing"
+    command -v wrk >/dev/null 2>&1 || die "wrk still missing after installing"
     quiesce_services
 }
 

@@ -1,5 +1,6 @@
-//! What the benchmarks share: knobs from the environment, a process's CPU time and peak memory
-//! from /proc, the database's commit counter, and the writer's flushes from the daemon's log.
+//! What the benchmarks share: knobs from the environment, a process's CPU time (user and
+//! kernel) and peak memory from /proc, the PostgreSQL cluster's CPU time (every `postgres`
+//! process), the database's commit counter, and the writer's flushes from the daemon's log.
 
 use std::process::Command;
 
@@ -19,14 +20,48 @@ fn clock_ticks() -> f64 {
 
 /// utime + stime of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
+    let (user, kernel) = cpu_split(pid);
+    user + kernel
+}
+
+/// (utime, stime) of a process, in seconds.
+pub fn cpu_split(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / clock_ticks()
+    split_stat(&stat).map_or((0.0, 0.0), |(_, u, k)| (u, k))
+}
+
+/// (command name, utime s, stime s) from a /proc/PID/stat line.
+fn split_stat(stat: &str) -> Option<(String, f64, f64)> {
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let comm = head.split_once(" (")?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = clock_ticks();
+    Some((
+        comm,
+        fields.get(11)?.parse::<f64>().ok()? / ticks,
+        fields.get(12)?.parse::<f64>().ok()? / ticks,
+    ))
+}
+
+/// CPU seconds (user + kernel) of every PostgreSQL server process now running: the cluster's
+/// share of a check is the difference over a window (backends that end inside it are missed,
+/// so this is a lower bound; the pool's connections live through the window).
+pub fn cluster_cpu() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| split_stat(&stat))
+        .filter(|(comm, _, _)| comm == "postgres")
+        .map(|(_, u, k)| u + k)
+        .sum()
 }
 
 /// Peak resident memory of a process, in MiB.
