@@ -10,7 +10,8 @@
 //! over the window too (the difference of two scrapes of the cumulative histogram).
 //!
 //! Run: `scripts/bench.sh` (or `cargo bench --bench scale` with root, apt and PostgreSQL).
-//! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10).
+//! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10), BENCH_PERF (a
+//! file: perf records the daemon's call graph over the window; `perf report -i FILE`).
 
 mod common;
 #[path = "../tests/it/helpers.rs"]
@@ -267,7 +268,22 @@ async fn main() {
     );
     let pg0 = cluster_cpu();
     let t0 = Instant::now();
+    // BENCH_PERF=FILE: perf samples the daemon over the window (its own CPU adds to the
+    // figures of that run: profile in one run, measure in another).
+    let perf = std::env::var_os("BENCH_PERF").map(|file| {
+        Command::new("perf")
+            .args(["record", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
+            .arg(file)
+            .args(["--", "sleep", &seconds.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf (Debian's linux-perf)")
+    });
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    if let Some(mut perf) = perf {
+        perf.wait().unwrap();
+    }
     let pg1 = cluster_cpu();
     let (cpu1, checks1, commits1) = (
         cpu_split(pid),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The at-scale benchmark (issue 6): 10,000 nginx-served health endpoints on loopback, the
-# release daemon at a 10 s interval, a minimal client (the floor) and blackbox_exporter (the
-# peer) on the same targets at the same rate. Installs nginx and prometheus-blackbox-exporter
-# from Debian's packages if missing (scripts/bench-env.sh; needs root). PostgreSQL at
+# The at-scale benchmark (issue 6, 16): 10,000 nginx-served health endpoints on loopback, the
+# release daemon at a 10 s interval, then wrk with Connection: close (the floor) and
+# blackbox_exporter (the peer) on the same nginx. Installs nginx, wrk and
+# prometheus-blackbox-exporter from Debian's packages if missing (scripts/bench-env.sh; root). PostgreSQL at
 # DATABASE_URL, as for the tests. Takes about 8 minutes; prints a table.
 #
-# Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10).
+# Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10), BENCH_PERF (a file:
+# perf records the daemon over the window; `perf report -i FILE`; its CPU skews that run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
