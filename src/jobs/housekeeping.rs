@@ -12,6 +12,22 @@ use super::{Done, JobContext};
 
 const BATCH: i64 = 10_000;
 
+/// One batch of a prune: deletes at most `$2` rows of `$table` matching `$cond` (with `$1`, the
+/// cut-off) and returns how many it deleted; `delete_in_batches` repeats it until none is left.
+macro_rules! batched_delete {
+    ($table:literal, $cond:literal) => {
+        concat!(
+            "WITH gone AS (DELETE FROM ",
+            $table,
+            " WHERE ctid = ANY (ARRAY(SELECT ctid FROM ",
+            $table,
+            " WHERE ",
+            $cond,
+            " LIMIT $2)) RETURNING 1) SELECT count(*) FROM gone"
+        )
+    };
+}
+
 /// Recomputes the daily rollups of every day from the day before the newest one already made
 /// (all days, the first time) from the hourly rollups. Returns the rows written.
 const DAILY: &str = "
@@ -44,52 +60,33 @@ pub async fn run(ctx: &JobContext<'_>, done: &mut Done) -> anyhow::Result<()> {
     let runs_before = now - TimeDelta::from_std(ctx.config.jobs.housekeeping.run_history_retain)?;
     let statements = [
         (
-            "WITH gone AS (
-                 DELETE FROM service_health_rollups WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM service_health_rollups WHERE hour < $1 LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!("service_health_rollups", "hour < $1"),
             rollups_before,
         ),
         (
-            "WITH gone AS (
-                 DELETE FROM service_health_daily WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM service_health_daily
-                      WHERE day < ($1 AT TIME ZONE 'UTC')::date LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!(
+                "service_health_daily",
+                "day < ($1 AT TIME ZONE 'UTC')::date"
+            ),
             daily_before,
         ),
         (
-            "WITH gone AS (
-                 DELETE FROM service_incidents WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM service_incidents WHERE ended_at < $1 LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!("service_incidents", "ended_at < $1"),
             daily_before,
         ),
         (
-            "WITH gone AS (
-                 DELETE FROM maintenance_windows WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM maintenance_windows WHERE ends_at < $1 LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!("maintenance_windows", "ends_at < $1"),
             daily_before,
         ),
         (
-            "WITH gone AS (
-                 DELETE FROM maintenance_job_runs WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM maintenance_job_runs WHERE started_at < $1 AND status <> 'running' LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!(
+                "maintenance_job_runs",
+                "started_at < $1 AND status <> 'running'"
+            ),
             runs_before,
         ),
         (
-            "WITH gone AS (
-                 DELETE FROM service_health_flushes WHERE ctid = ANY (ARRAY(
-                     SELECT ctid FROM service_health_flushes WHERE flushed_at < $1 LIMIT $2))
-                 RETURNING 1)
-             SELECT count(*) FROM gone",
+            batched_delete!("service_health_flushes", "flushed_at < $1"),
             now - TimeDelta::days(2),
         ),
     ];

@@ -57,13 +57,7 @@ pub fn page(snap: &Snapshot, stale: bool, now: DateTime<Utc>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta http-equiv="refresh" content="30";
-                title { "Service status" }
-                style { (maud::PreEscaped(STYLE)) }
-            }
+            (head("Service status"))
             body { main {
                 h1 { "Service status" }
                 p.summary {
@@ -174,18 +168,26 @@ fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     }
 }
 
+/// Both pages' `<head>`: phone-sized, reloading every 30 s, the CSS inline.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta http-equiv="refresh" content="30";
+            title { (title) }
+            style { (maud::PreEscaped(STYLE)) }
+        }
+    }
+}
+
 /// The page served when there is no snapshot at all (the database never answered). The cause
 /// is in the daemon's log, not on a public page.
 pub fn unavailable() -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta http-equiv="refresh" content="30";
-                title { "Service status unavailable" }
-            }
+            (head("Service status unavailable"))
             body { h1 { "Service status is unavailable" } p { "The status database does not answer; this page retries every 30 s." } }
         }
     }

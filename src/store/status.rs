@@ -98,37 +98,43 @@ ON CONFLICT (service_type) DO UPDATE
  -- overwrites a newer check by another daemon.
  WHERE s.last_health_check IS NULL OR EXCLUDED.last_health_check >= s.last_health_check";
 
+/// A statement that runs only the first time its id (`$1`) is seen: `marker` has a row only
+/// when this call inserted the id, and the statement's changes are made `WHERE EXISTS (SELECT 1
+/// FROM marker)`, so a retry after a commit that seemed to fail adds nothing.
+macro_rules! guarded {
+    ($statement:literal) => {
+        concat!(
+            "WITH marker AS (INSERT INTO service_health_flushes (flush_id) VALUES ($1) ",
+            "ON CONFLICT DO NOTHING RETURNING 1)\n",
+            $statement
+        )
+    };
+}
+
 /// Closes incidents opened in an earlier batch ($1: this statement's batch id).
-const CLOSE_INCIDENTS: &str = "
-WITH marker AS (
-    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
-)
-UPDATE service_incidents i
+const CLOSE_INCIDENTS: &str = guarded!(
+    "UPDATE service_incidents i
    SET ended_at = greatest(i.started_at, c.ended_at),
        failed_checks = greatest(i.failed_checks, c.failed_checks)
   FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, ended_at, failed_checks)
  WHERE i.service_type = c.service_type AND i.ended_at IS NULL AND i.started_at <= c.ended_at
-   AND EXISTS (SELECT 1 FROM marker)";
+   AND EXISTS (SELECT 1 FROM marker)"
+);
 
 /// Closes, at the new one's start, any open incident older than one this batch opens (left open
 /// by a daemon that could not write its close), so the new one is not lost to the one-open rule.
-const SUPERSEDE_INCIDENTS: &str = "
-WITH marker AS (
-    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
-)
-UPDATE service_incidents i
+const SUPERSEDE_INCIDENTS: &str = guarded!(
+    "UPDATE service_incidents i
    SET ended_at = o.started_at
   FROM unnest($2::text[], $3::timestamptz[]) AS o(service_type, started_at)
  WHERE i.service_type = o.service_type AND i.ended_at IS NULL AND i.started_at < o.started_at
-   AND EXISTS (SELECT 1 FROM marker)";
+   AND EXISTS (SELECT 1 FROM marker)"
+);
 
 /// Inserts incidents opened in this batch (after the closes: at most one open row per service;
 /// one opened meanwhile by another daemon wins).
-const OPEN_INCIDENTS: &str = "
-WITH marker AS (
-    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
-)
-INSERT INTO service_incidents (service_type, started_at, ended_at, error_kind, error_message, failed_checks)
+const OPEN_INCIDENTS: &str = guarded!(
+    "INSERT INTO service_incidents (service_type, started_at, ended_at, error_kind, error_message, failed_checks)
 -- greatest() skips NULLs: an open incident (ended_at NULL) must stay open.
 SELECT o.service_type, o.started_at,
        CASE WHEN o.ended_at IS NOT NULL THEN greatest(o.started_at, o.ended_at) END, o.error_kind,
@@ -137,18 +143,17 @@ SELECT o.service_type, o.started_at,
        AS o(service_type, started_at, ended_at, error_kind, error_message, failed_checks)
   JOIN service_registry USING (service_type)
  WHERE EXISTS (SELECT 1 FROM marker)
-ON CONFLICT (service_type) WHERE ended_at IS NULL DO NOTHING";
+ON CONFLICT (service_type) WHERE ended_at IS NULL DO NOTHING"
+);
 
 /// Moves failures already written to `inconclusive_checks` (a monitor-side outage found late).
-const RECLASSIFY: &str = "
-WITH marker AS (
-    INSERT INTO service_health_flushes (flush_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1
-)
-UPDATE service_health_rollups r
+const RECLASSIFY: &str = guarded!(
+    "UPDATE service_health_rollups r
    SET failures = r.failures - least(r.failures, c.n),
        inconclusive_checks = r.inconclusive_checks + least(r.failures, c.n)
   FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, hour, n)
- WHERE r.service_type = c.service_type AND r.hour = c.hour AND EXISTS (SELECT 1 FROM marker)";
+ WHERE r.service_type = c.service_type AND r.hour = c.hour AND EXISTS (SELECT 1 FROM marker)"
+);
 
 /// The id of one of a batch's extra statements, derived from the batch's own so a retry of the
 /// batch finds it.
