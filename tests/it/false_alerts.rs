@@ -30,6 +30,25 @@ async fn register(db: &TestDb, service: &str, port: i32, base_url: &str) {
     .unwrap();
 }
 
+/// `maintenance add --service SERVICE --for 1h --reason REASON` by the real binary; its id.
+fn add_window(env: &[(&str, &str)], service: &str, reason: &str) -> String {
+    let added = healthd(
+        &[
+            "maintenance",
+            "add",
+            "--service",
+            service,
+            "--for",
+            "1h",
+            "--reason",
+            reason,
+        ],
+        env,
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    text(&added.stdout).trim().to_owned()
+}
+
 fn count(events: &[Value], event: &str, service: &str) -> usize {
     events
         .iter()
@@ -237,21 +256,7 @@ async fn a_maintenance_window_holds_alerts_and_uptime_and_a_service_still_down_i
     })
     .await;
     let env = [("DATABASE_URL", db.url.expose())];
-    let added = healthd(
-        &[
-            "maintenance",
-            "add",
-            "--service",
-            "planned",
-            "--for",
-            "1h",
-            "--reason",
-            "disk swap",
-        ],
-        &env,
-    );
-    assert!(added.status.success(), "{}", text(&added.stderr));
-    let id = text(&added.stdout).trim().to_owned();
+    let id = add_window(&env, "planned", "disk swap");
     daemon.wait_for(|e| e["event"] == "maintenance_started", LONG);
     server.set("F");
     eventually("10 failed checks in the window", LONG, async || {
@@ -453,21 +458,7 @@ async fn a_restart_neither_repeats_nor_loses_an_alert() {
     register(&db, "down", 20001, &down.url()).await;
     register(&db, "planned", 20002, &planned.url()).await;
     let env = [("DATABASE_URL", db.url.expose())];
-    let added = healthd(
-        &[
-            "maintenance",
-            "add",
-            "--service",
-            "planned",
-            "--for",
-            "1h",
-            "--reason",
-            "move",
-        ],
-        &env,
-    );
-    assert!(added.status.success(), "{}", text(&added.stderr));
-    let id = text(&added.stdout).trim().to_owned();
+    let id = add_window(&env, "planned", "move");
     let config = fast_config(
         "interval = \"200ms\"\ntimeout = \"150ms\"\nfailure_threshold = 2",
         "",
