@@ -1,17 +1,27 @@
-//! Benchmark: 10,000 health endpoints served by nginx on loopback (scripts/bench-env.sh), the
-//! release daemon checking them every 10 s (1,000 checks/s), against two baselines measured in
-//! the same run on the same nginx:
+//! Benchmark: health endpoints served by nginx on loopback (scripts/bench-env.sh), the release
+//! daemon checking them, against two baselines measured in the same run on the same nginx:
 //!   - the floor: `wrk` (a C event-loop client) making non-keep-alive GETs
 //!     (`Connection: close`, a new connection per request), its CPU per request;
-//!   - the peer: Prometheus' blackbox_exporter driven through its /probe endpoint.
+//!   - the peer: Prometheus' blackbox_exporter driven through its /probe endpoint, over http and
+//!     over https.
+//!
+//! Three daemon runs, each on a fresh database whose rollups already hold a day of history (so
+//! the status path's uptime work is what it is in production):
+//!   1. plain: 10,000 http services every 10 s (1,000 checks/s);
+//!   2. mixed: the same with 10% of them https (a test CA, full handshakes); the cost of an https
+//!      check is worked out from runs 1 and 2 (same rate, same fleet size);
+//!   3. capacity: 65,535 services (the registry's limit: `port` is unique) every 10 s, sharing
+//!      the same nginx endpoints through `base_url`.
 //!
 //! A check's cost counts every process doing its work: the daemon (user and kernel time) and
 //! the PostgreSQL cluster (every `postgres` process) over the same window. Lag quantiles are
 //! over the window too (the difference of two scrapes of the cumulative histogram).
 //!
 //! Run: `scripts/bench.sh` (or `cargo bench --bench scale` with root, apt and PostgreSQL).
-//! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (120), BENCH_INTERVAL_S (10), BENCH_PERF (a
-//! file: perf records the daemon's call graph over the window; `perf report -i FILE`).
+//! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (60), BENCH_INTERVAL_S (10), BENCH_CAPACITY
+//! (65535; 0 skips run 3), BENCH_CAPACITY_SECONDS (120), BENCH_HISTORY_HOURS (23),
+//! BENCH_THREADS (the daemon's MCP_HEALTHD_WORKER_THREADS in run 3; unset: one thread),
+//! BENCH_PERF (a file: perf records the daemon's call graph over run 1's window).
 
 mod common;
 #[path = "../tests/it/helpers.rs"]
@@ -19,6 +29,7 @@ mod common;
 mod helpers;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -135,14 +146,71 @@ fn wrk_floor(port: u16, seconds: u64) -> (u64, f64) {
     (requests, cpu)
 }
 
+/// `strace -c -f` over `args` (a `-p PID` to attach for `attach`, or a command to run): the
+/// total number of system calls from its summary, and the traced command's stdout.
+fn strace_calls(args: &[&str], attach: Option<Duration>) -> (u64, String) {
+    let summary = tempfile::NamedTempFile::new().unwrap();
+    let mut command = match attach {
+        Some(d) => {
+            let mut c = Command::new("timeout");
+            c.args(["-s", "INT", &d.as_secs().to_string(), "strace"]);
+            c
+        }
+        None => Command::new("strace"),
+    };
+    let out = command
+        .args(["-c", "-f", "-o"])
+        .arg(summary.path())
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("strace (Debian's strace)");
+    let text = std::fs::read_to_string(summary.path()).unwrap_or_default();
+    let calls = text
+        .lines()
+        .find(|l| l.trim_end().ends_with(" total"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or_else(|| panic!("no total in strace's summary:\n{text}"));
+    (calls, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// System calls per request of the floor: wrk under strace for 10 s.
+fn wrk_syscalls(port: u16) -> f64 {
+    let url = format!("http://127.0.0.1:{port}/health");
+    let (calls, text) = strace_calls(
+        &[
+            "wrk",
+            "-t1",
+            "-c16",
+            "-d10s",
+            "-H",
+            "Connection: close",
+            &url,
+        ],
+        None,
+    );
+    let requests: u64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
+    calls as f64 / requests.max(1) as f64
+}
+
 /// Drives blackbox_exporter's /probe at `rate` per second; returns (probes, successes).
 async fn drive_blackbox(
     url: &str,
+    https: bool,
     base_port: u16,
     targets: u16,
     rate: u64,
     seconds: u64,
 ) -> (u64, u64) {
+    let (module, scheme) = if https {
+        ("https_2xx", "https")
+    } else {
+        ("http_2xx", "http")
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -155,7 +223,8 @@ async fn drive_blackbox(
         tokio::time::sleep_until(started + Duration::from_micros(sent * 1_000_000 / rate)).await;
         let permit = limit.clone().acquire_owned().await.unwrap();
         let port = base_port + (sent % u64::from(targets)) as u16;
-        let probe = format!("{url}/probe?module=http_2xx&target=http://127.0.0.1:{port}/health");
+        let probe =
+            format!("{url}/probe?module={module}&target={scheme}://127.0.0.1:{port}/health");
         let client = client.clone();
         tasks.spawn(async move {
             let _permit = permit;
@@ -182,33 +251,105 @@ async fn drive_blackbox(
     (sent, ok)
 }
 
-#[tokio::main]
-async fn main() {
-    mcp_healthd::install_crypto_provider();
-    let targets = env_or("BENCH_TARGETS", 10_000) as u16;
-    let seconds = env_or("BENCH_SECONDS", 120);
-    let interval = env_or("BENCH_INTERVAL_S", 10);
-    let rate = u64::from(targets) / interval;
+/// One daemon run's figures, over its measurement window.
+struct Run {
+    services: u32,
+    checks: i64,
+    elapsed: f64,
+    user: f64,
+    kernel: f64,
+    pg: f64,
+    rss_mib: f64,
+    p50: f64,
+    p99: f64,
+    lag_samples: u64,
+    starved: usize,
+    min_max: (i64, i64),
+    allowed: i64,
+    flushes: (usize, f64, u64),
+    tps: f64,
+    first_round: f64,
+    /// System calls per check, counted by strace after the window (run 1 only).
+    syscalls_per_check: Option<f64>,
+}
 
-    let env = bench_env(&["up", &targets.to_string()]);
-    let base_port: u16 = env["base_port"].parse().unwrap();
-    let blackbox_pid: u32 = env["blackbox_pid"].parse().unwrap();
-    println!(
-        "nginx serving {targets} endpoints on 127.0.0.1:{base_port}..; daemon, floor and blackbox at {rate}/s for {seconds}s each"
-    );
+impl Run {
+    fn per_check(&self, cpu: f64) -> f64 {
+        1e6 * cpu / self.checks.max(1) as f64
+    }
+    fn daemon_us(&self) -> f64 {
+        self.per_check(self.user + self.kernel)
+    }
+    fn pg_us(&self) -> f64 {
+        self.per_check(self.pg)
+    }
+    fn rate(&self) -> f64 {
+        self.checks as f64 / self.elapsed
+    }
+}
 
+/// What a daemon run checks: `services` registry rows (ports 1..=services, so any number up to
+/// the registry's 65,535), the first `https` of them on the TLS endpoints, the rest on the
+/// plain ones, each endpoint shared round-robin.
+struct Fleet<'a> {
+    env: &'a HashMap<String, String>,
+    services: u32,
+    https: u32,
+}
+
+impl Fleet<'_> {
+    async fn register(&self, db: &TestDb, history_hours: i64) {
+        let port = |k: &str| self.env[k].parse::<i32>().unwrap();
+        sqlx::query(
+            "INSERT INTO service_registry (service_type, name, display_name, port, base_url)
+             SELECT 'svc_' || p, 'svc_' || p, 'svc ' || p, p,
+                    CASE WHEN p <= $3
+                         THEN 'https://127.0.0.1:' || ($4 + (p - 1) % $5)
+                         ELSE 'http://127.0.0.1:' || ($1 + (p - 1) % $2) END
+               FROM generate_series(1, $6::int) p",
+        )
+        .bind(port("base_port"))
+        .bind(port("targets"))
+        .bind(self.https as i32)
+        .bind(port("tls_base_port"))
+        .bind(port("tls_targets").max(1))
+        .bind(self.services as i32)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        // A day of history before this hour, as a daemon that has run a while has: the status
+        // path's uptime is over the window (24 h), so its cost depends on it.
+        sqlx::query(
+            "INSERT INTO service_health_rollups (service_type, hour, checks, failures, latency_sum_ms, latency_max_ms)
+             SELECT service_type, date_trunc('hour', now()) - h * interval '1 hour', 360, 1, 360, 3
+               FROM service_registry, generate_series(1, $1::int) h",
+        )
+        .bind(history_hours as i32)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query("VACUUM ANALYZE service_health_rollups")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Starts the release daemon on `fleet` at `interval`, waits until every service is checked,
+/// lets it settle for an interval, and measures it over `seconds`.
+async fn measure(
+    fleet: &Fleet<'_>,
+    interval: u64,
+    seconds: u64,
+    perf: Option<OsString>,
+    threads: Option<String>,
+    strace: bool,
+) -> Run {
     let db = TestDb::migrated().await;
-    sqlx::query(
-        "INSERT INTO service_registry (service_type, name, display_name, port)
-         SELECT 'svc_' || p, 'svc_' || p, 'svc ' || p, p FROM generate_series($1::int, $1::int + $2 - 1) p",
-    )
-    .bind(i32::from(base_port))
-    .bind(i32::from(targets))
-    .execute(&db.pool)
-    .await
-    .unwrap();
-
-    // --- the daemon ---------------------------------------------------------------------------
+    fleet
+        .register(&db, env_or("BENCH_HISTORY_HOURS", 23) as i64)
+        .await;
+    let targets = fleet.services;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -220,20 +361,25 @@ async fn main() {
         &config,
         format!(
             "[probe]\ninterval = \"{interval}s\"\ntimeout = \"{}ms\"\nconcurrency = 256\n\
+             ca_file = \"{}\"\n\
              [log]\nformat = \"json\"\n[http]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-            (interval * 1000 / 2).min(5000)
+            (interval * 1000 / 2).min(5000),
+            fleet.env["ca_file"],
         ),
     )
     .unwrap();
     let log_path = dir.path().join("daemon.log");
     let spawned = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"));
+    command
         .args(["-c", config.to_str().unwrap(), "run"])
         .env("DATABASE_URL", db.url.expose())
         .env("RUST_LOG", "info,mcp_healthd::pipeline::writer=debug")
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
+    if let Some(threads) = threads {
+        command.env("MCP_HEALTHD_WORKER_THREADS", threads);
+    }
+    let mut child = command.spawn().unwrap();
     let pid = child.id();
     while checked_services(&db).await < i64::from(targets) {
         if let Some(status) = child.try_wait().unwrap() {
@@ -243,12 +389,13 @@ async fn main() {
             );
         }
         assert!(
-            spawned.elapsed() < Duration::from_secs(120),
-            "not every target was checked within 120 s"
+            spawned.elapsed() < Duration::from_secs(120 + interval),
+            "not every target was checked within {} s",
+            120 + interval
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let all_checked = spawned.elapsed();
+    let first_round = spawned.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(interval)).await; // steady state
 
     let scrape = || async {
@@ -270,7 +417,7 @@ async fn main() {
     let t0 = Instant::now();
     // BENCH_PERF=FILE: perf samples the daemon over the window (its own CPU adds to the
     // figures of that run: profile in one run, measure in another).
-    let perf = std::env::var_os("BENCH_PERF").map(|file| {
+    let perf = perf.map(|file| {
         Command::new("perf")
             .args(["record", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
             .arg(file)
@@ -291,9 +438,29 @@ async fn main() {
         commits(&db.pool).await,
     );
     let elapsed = t0.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(pid);
+    let rss_mib = peak_rss_mib(pid);
     let lag1 = scrape().await;
     let log = read_log();
+    // After the window (strace slows what it traces): system calls per check over 10 s.
+    let syscalls_per_check = match strace {
+        false => None,
+        true => {
+            let before = per_service_checks(&db).await;
+            let pid = pid.to_string();
+            let out = tokio::task::spawn_blocking(move || {
+                strace_calls(&["-p", &pid], Some(Duration::from_secs(10))).0
+            })
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await; // the last flush
+            let after = per_service_checks(&db).await;
+            let checks: i64 = after
+                .iter()
+                .map(|(s, n)| n - before.get(s).copied().unwrap_or(0))
+                .sum();
+            Some(out as f64 / checks.max(1) as f64)
+        }
+    };
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -304,156 +471,290 @@ async fn main() {
         .iter()
         .map(|(s, n)| n - checks0.get(s).copied().unwrap_or(0))
         .collect();
-    let checks: i64 = deltas.iter().sum();
     let allowed = (elapsed / interval as f64).floor() as i64;
     // Snapshots are a flush apart from the clock: one check either side is boundary, not starvation.
-    let starved =
-        deltas.iter().filter(|&&d| d < allowed - 1).count() + (usize::from(targets) - deltas.len());
-    let (min, max) = (
-        deltas.iter().min().copied().unwrap_or(0),
-        deltas.iter().max().copied().unwrap_or(0),
-    );
-    let (flush_count, flush_mean, flush_max) = flushes(&log, log0);
-    // Lag over the window: the difference of the two cumulative histograms.
+    let starved = deltas.iter().filter(|&&d| d < allowed - 1).count()
+        + (targets as usize).saturating_sub(deltas.len());
     let (p50, p99, lag_samples) =
         quantiles_between(&lag0, &lag1, "mcp_healthd_scheduler_lag_seconds");
-    let (user, kernel) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
-    let daemon_cpu = user + kernel;
-    let per = |cpu: f64| 1e6 * cpu / checks.max(1) as f64;
-    let per_check_us = per(daemon_cpu);
-    let db_us = per(pg1 - pg0);
-    let sum_us = per_check_us + db_us;
+    Run {
+        services: targets,
+        checks: deltas.iter().sum(),
+        elapsed,
+        user: cpu1.0 - cpu0.0,
+        kernel: cpu1.1 - cpu0.1,
+        pg: pg1 - pg0,
+        rss_mib,
+        p50,
+        p99,
+        lag_samples,
+        starved,
+        min_max: (
+            deltas.iter().min().copied().unwrap_or(0),
+            deltas.iter().max().copied().unwrap_or(0),
+        ),
+        allowed,
+        flushes: flushes(&log, log0),
+        tps: (commits1 - commits0) as f64 / elapsed,
+        first_round,
+        syscalls_per_check,
+    }
+}
 
-    // --- the floor ----------------------------------------------------------------------------
-    let (floor_n, floor_cpu) = tokio::task::spawn_blocking(move || wrk_floor(base_port, seconds))
-        .await
-        .unwrap();
-    let floor_us = 1e6 * floor_cpu / floor_n.max(1) as f64;
-
-    // --- the peer -----------------------------------------------------------------------------
-    let bb0 = cpu_seconds(blackbox_pid);
-    let bb_t0 = Instant::now();
-    let (bb_sent, bb_ok) =
-        drive_blackbox(&env["blackbox_url"], base_port, targets, rate, seconds).await;
-    let bb_elapsed = bb_t0.elapsed().as_secs_f64();
-    let bb_cpu = cpu_seconds(blackbox_pid) - bb0;
-    let bb_us = 1e6 * bb_cpu / bb_sent.max(1) as f64;
-    bench_env(&["down"]);
-
-    let row = |name: &str, value: String, target: &str, met: Option<bool>| {
-        let verdict = match met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "",
-        };
-        println!("{name:<50} {value:>14}  {target:<22} {verdict}");
+/// Blackbox's CPU per probe (µs) at `rate` for `seconds`, with (sent, ok, achieved rate).
+async fn blackbox(
+    env: &HashMap<String, String>,
+    https: bool,
+    rate: u64,
+    seconds: u64,
+) -> (f64, u64, u64, f64) {
+    let pid: u32 = env["blackbox_pid"].parse().unwrap();
+    let (base, n) = if https {
+        (&env["tls_base_port"], &env["tls_targets"])
+    } else {
+        (&env["base_port"], &env["targets"])
     };
-    println!();
-    println!(
-        "mcp-healthd at scale: {targets} targets, {interval} s interval, {seconds} s per measurement"
-    );
-    println!("{:<50} {:>14}  {:<22}", "figure", "value", "target");
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let (sent, ok) = drive_blackbox(
+        &env["blackbox_url"],
+        https,
+        base.parse().unwrap(),
+        n.parse().unwrap(),
+        rate,
+        seconds,
+    )
+    .await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    (
+        1e6 * cpu / sent.max(1) as f64,
+        sent,
+        ok,
+        sent as f64 / elapsed,
+    )
+}
+
+fn row(name: &str, value: String, target: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "",
+    };
+    println!("{name:<56} {value:>14}  {target:<16} {verdict}");
+}
+
+/// The rows every run prints.
+fn run_rows(run: &Run, interval: u64) {
+    let rate = u64::from(run.services) / interval;
     row(
         "checks per second",
-        format!("{:.0}", checks as f64 / elapsed),
+        format!("{:.0}", run.rate()),
         &format!("{rate}"),
         None,
     );
-    let pct = 100.0 * daemon_cpu / elapsed;
     row(
         "daemon CPU, % of one core",
-        format!("{pct:.1}"),
-        "< 25",
-        Some(pct < 25.0),
+        format!("{:.1}", 100.0 * (run.user + run.kernel) / run.elapsed),
+        "",
+        None,
     );
     row(
         "daemon CPU per check: user + kernel (µs)",
-        format!("{:.0} + {:.0}", per(user), per(kernel)),
+        format!(
+            "{:.0} + {:.0}",
+            run.per_check(run.user),
+            run.per_check(run.kernel)
+        ),
         "",
         None,
     );
     row(
         "daemon CPU per check (µs)",
-        format!("{per_check_us:.0}"),
+        format!("{:.0}", run.daemon_us()),
         "",
         None,
     );
     row(
         "PostgreSQL cluster CPU per check (µs)",
-        format!("{db_us:.0}"),
+        format!("{:.0}", run.pg_us()),
+        "",
+        None,
+    );
+    row(
+        "PostgreSQL cluster CPU, % of one core",
+        format!("{:.1}", 100.0 * run.pg / run.elapsed),
         "",
         None,
     );
     row(
         "daemon + PostgreSQL CPU per check (µs)",
-        format!("{sum_us:.0}"),
+        format!("{:.0}", run.daemon_us() + run.pg_us()),
         "",
         None,
     );
     row(
         "daemon peak RSS (MiB)",
-        format!("{rss:.1}"),
-        "< 64",
-        Some(rss < 64.0),
+        format!("{:.1}", run.rss_mib),
+        "",
+        None,
+    );
+    row(
+        "daemon peak RSS per service (KiB)",
+        format!("{:.2}", run.rss_mib * 1024.0 / f64::from(run.services)),
+        "",
+        None,
     );
     row(
         "schedule lag in window p50 / p99 (ms, bucket bounds)",
-        format!("{:.1} / {:.1}", p50 * 1e3, p99 * 1e3),
+        format!("{:.1} / {:.1}", run.p50 * 1e3, run.p99 * 1e3),
         "p99 <= 100",
-        Some(p99 <= 0.1),
+        Some(run.p99 <= 0.1),
     );
-    row("lag samples in window", format!("{lag_samples}"), "", None);
     row(
-        "services checked fewer times than allowed",
-        format!("{starved}"),
+        "lag samples in window",
+        format!("{}", run.lag_samples),
+        "",
+        None,
+    );
+    row(
+        "services checked fewer times than allowed (stale)",
+        format!("{}", run.starved),
         "0",
-        Some(starved == 0),
+        Some(run.starved == 0),
     );
     row(
         "checks per service in window (min / max)",
-        format!("{min} / {max}"),
-        &format!("{allowed}"),
+        format!("{} / {}", run.min_max.0, run.min_max.1),
+        &format!("{}", run.allowed),
         None,
     );
-    // Each flush is one statement (store::flush); the status path makes no other.
-    let status_sps = flush_count as f64 / elapsed;
+    let (count, mean, max) = run.flushes;
+    let status_sps = count as f64 / run.elapsed;
     row(
         "statements per second on the status path",
         format!("{status_sps:.2}"),
         "<= 5",
         Some(status_sps <= 5.0),
     );
-    let tps = (commits1 - commits0) as f64 / elapsed;
     row(
         "all transactions/s in the database (autovacuum too)",
-        format!("{tps:.2}"),
+        format!("{:.2}", run.tps),
         "",
         None,
     );
     row(
         "flush duration mean / max (ms)",
-        format!("{flush_mean:.0} / {flush_max}"),
+        format!("{mean:.0} / {max}"),
         "",
         None,
     );
-    let first = all_checked.as_secs_f64();
     row(
-        "time until every target was checked (s)",
-        format!("{first:.1}"),
+        "time until every service was checked (s)",
+        format!("{:.1}", run.first_round),
         &format!("< {interval}"),
-        Some(first < interval as f64),
+        Some(run.first_round < interval as f64),
     );
+}
+
+#[tokio::main]
+async fn main() {
+    mcp_healthd::install_crypto_provider();
+    let targets = env_or("BENCH_TARGETS", 10_000) as u32;
+    let seconds = env_or("BENCH_SECONDS", 60);
+    let interval = env_or("BENCH_INTERVAL_S", 10);
+    let capacity = env_or("BENCH_CAPACITY", 65_535).min(65_535) as u32;
+    let capacity_seconds = env_or("BENCH_CAPACITY_SECONDS", 120);
+    let rate = u64::from(targets) / interval;
+    let https = targets / 10;
+
+    let env = bench_env(&["up", &targets.to_string()]);
+    println!(
+        "nginx: {targets} http endpoints from 127.0.0.1:{}, {} https from :{}; \
+         {seconds} s per measurement at {rate}/s",
+        env["base_port"], env["tls_targets"], env["tls_base_port"]
+    );
+
+    // --- the daemon: plain, then mixed --------------------------------------------------------
+    let plain_fleet = Fleet {
+        env: &env,
+        services: targets,
+        https: 0,
+    };
+    let perf = std::env::var_os("BENCH_PERF");
+    let plain = measure(&plain_fleet, interval, seconds, perf, None, true).await;
+    let mixed_fleet = Fleet {
+        env: &env,
+        services: targets,
+        https,
+    };
+    let mixed = measure(&mixed_fleet, interval, seconds, None, None, false).await;
+
+    // --- the floor and the peer ---------------------------------------------------------------
+    let base_port: u16 = env["base_port"].parse().unwrap();
+    let (floor_n, floor_cpu) = tokio::task::spawn_blocking(move || wrk_floor(base_port, seconds))
+        .await
+        .unwrap();
+    let floor_us = 1e6 * floor_cpu / floor_n.max(1) as f64;
+    let floor_syscalls = tokio::task::spawn_blocking(move || wrk_syscalls(base_port))
+        .await
+        .unwrap();
+    let (bb_us, bb_sent, bb_ok, bb_rate) = blackbox(&env, false, rate, seconds).await;
+    let https_rate = (rate / 10).max(1);
+    let (bbs_us, bbs_sent, bbs_ok, bbs_rate) = blackbox(&env, true, https_rate, seconds).await;
+
+    // --- capacity -----------------------------------------------------------------------------
+    let threads = std::env::var("BENCH_THREADS").ok();
+    let cap = match capacity {
+        0 => None,
+        n => {
+            let fleet = Fleet {
+                env: &env,
+                services: n,
+                https: 0,
+            };
+            Some(
+                measure(
+                    &fleet,
+                    interval,
+                    capacity_seconds,
+                    None,
+                    threads.clone(),
+                    false,
+                )
+                .await,
+            )
+        }
+    };
+    bench_env(&["down"]);
+
+    println!();
+    println!("mcp-healthd check cost, {interval} s interval");
+    println!("{:<56} {:>14}  {:<16}", "figure", "value", "target");
+    println!("-- 1. plain http: {targets} services, {seconds} s window");
+    run_rows(&plain, interval);
+    let (daemon_us, sum_us) = (plain.daemon_us(), plain.daemon_us() + plain.pg_us());
     row(
         "floor: wrk (Connection: close) CPU per request (µs)",
         format!("{floor_us:.0}"),
         "",
         None,
     );
+    row("floor requests made (wrk)", format!("{floor_n}"), "", None);
+    row(
+        "system calls per check / per wrk request (strace -c -f, 10 s)",
+        format!(
+            "{:.1} / {floor_syscalls:.1}",
+            plain.syscalls_per_check.unwrap_or(f64::NAN)
+        ),
+        "",
+        None,
+    );
     row(
         "daemon CPU per check / floor",
-        format!("{:.2}x", per_check_us / floor_us),
+        format!("{:.2}x", daemon_us / floor_us),
         "<= 2x",
-        Some(per_check_us <= 2.0 * floor_us),
+        Some(daemon_us <= 2.0 * floor_us),
     );
     row(
         "daemon + PostgreSQL per check / floor",
@@ -462,26 +763,14 @@ async fn main() {
         Some(sum_us <= 3.0 * floor_us),
     );
     row(
-        "blackbox_exporter probes per second achieved",
-        format!("{:.0}", bb_sent as f64 / bb_elapsed),
+        "blackbox_exporter http probes per second / successful",
+        format!("{bb_rate:.0} / {bb_ok}/{bb_sent}"),
         &format!("{rate}"),
         None,
     );
     row(
-        "blackbox_exporter successful probes",
-        format!("{bb_ok} / {bb_sent}"),
-        "",
-        None,
-    );
-    row(
-        "blackbox_exporter CPU per probe (µs)",
+        "blackbox_exporter CPU per http probe (µs)",
         format!("{bb_us:.0}"),
-        "",
-        None,
-    );
-    row(
-        "daemon CPU per check / blackbox per probe",
-        format!("{:.2}", per_check_us / bb_us),
         "",
         None,
     );
@@ -491,5 +780,74 @@ async fn main() {
         "<= 0.20",
         Some(sum_us * 5.0 <= bb_us),
     );
-    row("floor requests made (wrk)", format!("{floor_n}"), "", None);
+    row(
+        "daemon CPU, % of one core",
+        format!("{:.1}", 100.0 * (plain.user + plain.kernel) / plain.elapsed),
+        "<= 10",
+        Some(plain.user + plain.kernel <= 0.1 * plain.elapsed),
+    );
+    row(
+        "daemon peak RSS (MiB)",
+        format!("{:.1}", plain.rss_mib),
+        "<= 48",
+        Some(plain.rss_mib <= 48.0),
+    );
+
+    println!("-- 2. mixed: {targets} services, {https} of them https (full handshakes)");
+    run_rows(&mixed, interval);
+    // Same fleet size and rate: the mixed run's extra CPU per check is the https checks'.
+    let share = f64::from(https) / f64::from(targets);
+    let https_daemon = plain.daemon_us() + (mixed.daemon_us() - plain.daemon_us()) / share;
+    let https_sum = https_daemon + mixed.pg_us();
+    row(
+        "daemon CPU per https check (µs, from runs 1 and 2)",
+        format!("{https_daemon:.0}"),
+        "",
+        None,
+    );
+    row(
+        "daemon + PostgreSQL per https check (µs)",
+        format!("{https_sum:.0}"),
+        "",
+        None,
+    );
+    row(
+        "blackbox_exporter https probes per second / successful",
+        format!("{bbs_rate:.0} / {bbs_ok}/{bbs_sent}"),
+        &format!("{https_rate}"),
+        None,
+    );
+    row(
+        "blackbox_exporter CPU per https probe (µs)",
+        format!("{bbs_us:.0}"),
+        "",
+        None,
+    );
+    row(
+        "daemon + PostgreSQL per https check / blackbox's",
+        format!("{:.2}", https_sum / bbs_us),
+        "",
+        None,
+    );
+
+    if let Some(cap) = cap {
+        println!(
+            "-- 3. capacity: {capacity} services, {capacity_seconds} s window, {} runtime thread(s)",
+            threads.as_deref().unwrap_or("1")
+        );
+        run_rows(&cap, interval);
+        row(
+            "daemon RSS per added service over run 1 (bytes)",
+            format!(
+                "{:.0}",
+                (cap.rss_mib - plain.rss_mib) * 1024.0 * 1024.0
+                    / f64::from(cap.services.saturating_sub(plain.services).max(1))
+            ),
+            "<= 1024",
+            Some(
+                (cap.rss_mib - plain.rss_mib) * 1024.0 * 1024.0
+                    <= 1024.0 * f64::from(cap.services.saturating_sub(plain.services)),
+            ),
+        );
+    }
 }

@@ -4,7 +4,8 @@
 #
 # Usage:
 #   scripts/bench-env.sh up [N] [BASE_PORT]   start nginx on 127.0.0.1:BASE_PORT .. BASE_PORT+N-1
-#                                             (GET /health -> 200 {"status":"ok"}) and
+#                                             (GET /health -> 200 {"status":"ok"}), the same over
+#                                             TLS on the TLS_TARGETS ports after those, and
 #                                             blackbox_exporter on 127.0.0.1:9115
 #   scripts/bench-env.sh down                 stop both (by their pid files); idempotent
 #   scripts/bench-env.sh status               print the key=value lines; exit 1 unless both run
@@ -21,9 +22,15 @@
 #   base_port=<first port>
 #   targets=<N>
 #   blackbox_url=http://127.0.0.1:9115
+#   tls_base_port=<first https port: base_port + N>
+#   tls_targets=<TLS_TARGETS>
+#   ca_file=<the PEM of the test CA that signed nginx's certificate (for 127.0.0.1)>
 # A target's URL is http://127.0.0.1:<port>/health; blackbox probes it with
 #   <blackbox_url>/probe?module=http_2xx&target=http://127.0.0.1:<port>/health
-# (blackbox's http prober also accepts the target without "http://" and adds it).
+# (blackbox's http prober also accepts the target without "http://" and adds it); an https
+# target is https://127.0.0.1:<tls port>/health, probed with module=https_2xx (which trusts
+# ca_file). TLS listeners neither cache sessions nor issue tickets: every check and every probe
+# pays a full handshake, as against a fleet of distinct servers.
 #
 # nginx runs with worker_processes 1, so its whole serving cost is one process whose CPU time
 # (/proc/<worker pid>/stat utime+stime) is bounded by one core and can be measured; master as
@@ -36,6 +43,7 @@
 #   BLACKBOX_PORT=9115                      blackbox_exporter's port on 127.0.0.1
 #   CONN_HEADROOM=4096                      worker connections beyond the N listening sockets
 #   READY_TIMEOUT=120                       seconds `up` waits for nginx and blackbox to answer
+#   TLS_TARGETS=N/10                        https ports (a test CA and certificate, by openssl)
 #   NO_INSTALL=1                            never apt-get install (fail if a binary is missing)
 # Installing (Debian's nginx and prometheus-blackbox-exporter, only when missing) needs root and
 # apt-get; the packages' own services are kept from starting (policy-rc.d) and disabled.
@@ -47,6 +55,7 @@ state_dir=${BENCH_STATE_DIR:-/tmp/mcp-healthd-bench}
 blackbox_port=${BLACKBOX_PORT:-9115}
 conn_headroom=${CONN_HEADROOM:-4096}
 ready_timeout=${READY_TIMEOUT:-120}
+tls_dir=$state_dir/tls
 nginx_bin=/usr/sbin/nginx
 blackbox_bin=/usr/bin/prometheus-blackbox-exporter
 blackbox_url=http://127.0.0.1:$blackbox_port
@@ -189,8 +198,27 @@ raise_nofile() {
 }
 
 # ---- config ------------------------------------------------------------------------------------
+# A test CA and a certificate for 127.0.0.1 it signed (P-256, 30 days), remade at every `up`.
+make_certs() {
+    command -v openssl >/dev/null 2>&1 || die "openssl is needed for the https targets"
+    mkdir -p "$tls_dir"
+    (
+        cd "$tls_dir"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+            -subj "/CN=mcp-healthd bench CA" -keyout ca.key -out ca.pem \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=127.0.0.1" -keyout leaf.key -out leaf.csr
+        printf '%s\n' subjectAltName=IP:127.0.0.1 basicConstraints=CA:FALSE \
+            keyUsage=critical,digitalSignature extendedKeyUsage=serverAuth >leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile leaf.ext -out leaf.pem
+        chmod 644 ca.pem leaf.pem
+    ) >/dev/null 2>&1 || die "openssl could not make the test certificates in $tls_dir"
+}
+
 write_nginx_conf() {
-    local n=$1 base=$2 worker_conns=$3 worker_nofile=$4 user=www-data
+    local n=$1 base=$2 worker_conns=$3 worker_nofile=$4 tls_n=$5 user=www-data
     id -u "$user" >/dev/null 2>&1 || user=root
     mkdir -p "$state_dir/tmp"
     {
@@ -225,6 +253,15 @@ http {
     server {
 EOF
         seq "$base" $((base + n - 1)) | sed 's/.*/        listen 127.0.0.1:&;/'
+        if ((tls_n > 0)); then
+            seq $((base + n)) $((base + n + tls_n - 1)) | sed 's/.*/        listen 127.0.0.1:& ssl;/'
+            cat <<EOF
+        ssl_certificate $tls_dir/leaf.pem;
+        ssl_certificate_key $tls_dir/leaf.key;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+EOF
+        fi
         cat <<'EOF'
 
         location = /health {
@@ -253,12 +290,24 @@ modules:
       preferred_ip_protocol: ip4
       ip_protocol_fallback: false
 EOF
+    cat >>"$blackbox_conf" <<EOF
+  https_2xx:
+    prober: http
+    timeout: 900ms
+    http:
+      method: GET
+      valid_status_codes: []
+      preferred_ip_protocol: ip4
+      ip_protocol_fallback: false
+      tls_config:
+        ca_file: $tls_dir/ca.pem
+EOF
 }
 
 # ---- status ------------------------------------------------------------------------------------
 # Prints the key=value lines and returns 0 when nginx and blackbox both run; 1 otherwise.
 print_status() {
-    local npid bpid workers base='' n=''
+    local npid bpid workers base='' n='' tls_n=''
     npid=$(read_pidfile "$nginx_pidfile")
     bpid=$(read_pidfile "$blackbox_pidfile")
     pid_is "$npid" "$nginx_bin" || { say "nginx is not running"; return 1; }
@@ -266,6 +315,7 @@ print_status() {
     [[ -r $env_file ]] || { say "no $env_file"; return 1; }
     base=$(sed -n 's/^base_port=//p' "$env_file")
     n=$(sed -n 's/^targets=//p' "$env_file")
+    tls_n=$(sed -n 's/^tls_targets=//p' "$env_file")
     workers=$(worker_pids "$npid")
     [[ -n $workers ]] || { say "nginx (pid $npid) has no worker"; return 1; }
     printf 'nginx_pid=%s\n' "$npid"
@@ -274,6 +324,9 @@ print_status() {
     printf 'base_port=%s\n' "$base"
     printf 'targets=%s\n' "$n"
     printf 'blackbox_url=%s\n' "$blackbox_url"
+    printf 'tls_base_port=%s\n' $((base + n))
+    printf 'tls_targets=%s\n' "${tls_n:-0}"
+    printf 'ca_file=%s\n' "$tls_dir/ca.pem"
 }
 
 # ---- down --------------------------------------------------------------------------------------
@@ -350,24 +403,32 @@ choose_base() {
 }
 
 wait_ready() {
-    local base=$1 n=$2 last deadline body count
+    local base=$1 n=$2 tls_n=$3 last total deadline body count
     last=$((base + n - 1))
+    total=$((n + tls_n))
     deadline=$(($(date +%s) + ready_timeout))
     while :; do
         if curl -fsS --max-time 2 "http://127.0.0.1:$base/health" 2>/dev/null | grep -qx '{"status":"ok"}' \
-            && curl -fsS --max-time 2 "http://127.0.0.1:$last/health" 2>/dev/null | grep -qx '{"status":"ok"}'; then
+            && curl -fsS --max-time 2 "http://127.0.0.1:$last/health" 2>/dev/null | grep -qx '{"status":"ok"}' \
+            && { ((tls_n == 0)) || curl -fsS --max-time 2 --cacert "$tls_dir/ca.pem" \
+                "https://127.0.0.1:$((base + total - 1))/health" 2>/dev/null | grep -qx '{"status":"ok"}'; }; then
             break
         fi
-        (($(date +%s) < deadline)) || die "nginx does not answer on ports $base and $last (see $nginx_errlog)"
+        (($(date +%s) < deadline)) || die "nginx does not answer on ports $base, $last and the last TLS port (see $nginx_errlog)"
         sleep 0.1
     done
-    count=$(ss -ltnH "( sport >= :$base and sport <= :$last )" | grep -c '127\.0\.0\.1:' || true)
-    ((count == n)) || die "nginx listens on $count of the $n ports $base..$last"
+    count=$(ss -ltnH "( sport >= :$base and sport <= :$((base + total - 1)) )" | grep -c '127\.0\.0\.1:' || true)
+    ((count == total)) || die "nginx listens on $count of the $total ports $base..$((base + total - 1))"
     while :; do
         body=$(curl -fsS --max-time 3 \
             "$blackbox_url/probe?module=http_2xx&target=http://127.0.0.1:$base/health" 2>/dev/null || true)
         if grep -qx 'probe_success 1' <<<"$body"; then
-            break
+            if ((tls_n == 0)); then
+                break
+            fi
+            body=$(curl -fsS --max-time 3 \
+                "$blackbox_url/probe?module=https_2xx&target=https://127.0.0.1:$((base + n))/health" 2>/dev/null || true)
+            grep -qx 'probe_success 1' <<<"$body" && break
         fi
         (($(date +%s) < deadline)) || die "blackbox_exporter does not answer a probe with probe_success 1 (see $blackbox_log)"
         sleep 0.2
@@ -376,12 +437,15 @@ wait_ready() {
 
 cmd_up() {
     local n=${1:-$default_n} base_arg=${2:-} base t0 t1 t2 t3 npid bpid workers conns
-    local worker_nofile limit i
+    local worker_nofile limit i tls_n total
     if ! is_uint "$n" || ((n < 1)); then
         die "N must be a positive integer, got '$n'"
     fi
+    tls_n=${TLS_TARGETS:-$((n / 10))}
+    is_uint "$tls_n" || die "TLS_TARGETS must be an integer, got '$tls_n'"
+    total=$((n + tls_n))
     [[ -z $base_arg ]] || is_uint "$base_arg" || die "BASE_PORT must be an integer, got '$base_arg'"
-    ((${base_arg:-$default_base} + n - 1 <= 65535)) || die "ports would go past 65535"
+    ((${base_arg:-$default_base} + total - 1 <= 65535)) || die "ports would go past 65535"
     command -v curl >/dev/null 2>&1 || die "curl is needed"
     command -v ss >/dev/null 2>&1 || die "ss (iproute2) is needed"
     t0=$(now_ms)
@@ -395,27 +459,29 @@ cmd_up() {
     fi
     ensure_packages
 
-    base=$(choose_base "$n" "$base_arg" "${base_arg:-$default_base}")
+    base=$(choose_base "$total" "$base_arg" "${base_arg:-$default_base}")
     [[ -z $(conflicts_in "$blackbox_port" "$blackbox_port") ]] \
         || die "port $blackbox_port (blackbox_exporter) is already listened on"
 
-    # fds: the N listening sockets + the client connections + logs/epoll/channels (256)
-    conns=$((n + conn_headroom))
+    # fds: the listening sockets + the client connections + logs/epoll/channels (256)
+    conns=$((total + conn_headroom))
     raise_nofile $((conns + 256))
     limit=$(ulimit -Sn)
     if [[ $limit != unlimited ]] && ((conns + 256 > limit)); then
         conns=$((limit - 256))
-        ((conns >= n + 1024)) \
-            || die "$n ports need at least $((n + 1024 + 256)) file descriptors; the limit is $limit"
-        say "worker_connections cut to $conns (headroom $((conns - n))) by the fd limit $limit"
+        ((conns >= total + 1024)) \
+            || die "$total ports need at least $((total + 1024 + 256)) file descriptors; the limit is $limit"
+        say "worker_connections cut to $conns (headroom $((conns - total))) by the fd limit $limit"
     fi
     worker_nofile=$((conns + 256))
-    say "nginx: $n ports 127.0.0.1:$base..$((base + n - 1)), worker_processes 1," \
+    say "nginx: $n ports 127.0.0.1:$base..$((base + n - 1)) and $tls_n TLS ports after them," \
+        "worker_processes 1," \
         "worker_connections $conns, fd limit $(ulimit -Sn)"
 
-    write_nginx_conf "$n" "$base" "$conns" "$worker_nofile"
+    ((tls_n == 0)) || make_certs
+    write_nginx_conf "$n" "$base" "$conns" "$worker_nofile" "$tls_n"
     write_blackbox_conf
-    printf 'base_port=%s\ntargets=%s\n' "$base" "$n" >"$env_file"
+    printf 'base_port=%s\ntargets=%s\ntls_targets=%s\n' "$base" "$n" "$tls_n" >"$env_file"
     t1=$(now_ms)
 
     rm -f "$nginx_pidfile"
@@ -451,7 +517,7 @@ cmd_up() {
     sleep 0.1
     pid_is "$bpid" "$blackbox_bin" || die "blackbox_exporter exited at once; see $blackbox_log"
 
-    wait_ready "$base" "$n"
+    wait_ready "$base" "$n" "$tls_n"
     t3=$(now_ms)
     say "ready in $((t3 - t0)) ms (config $((t1 - t0)) ms, nginx $((t2 - t1)) ms, blackbox+checks $((t3 - t2)) ms)"
     print_status

@@ -120,8 +120,8 @@ pub async fn probe_all(planned: Vec<Planned>, config: &Config) -> anyhow::Result
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
             let check = prober.check_planned(&p).await;
             Report {
-                service_type: p.service_type().to_owned(),
-                url: p.url(),
+                service_type: p.service_type().into(),
+                url: p.url().into(),
                 check,
             }
         }

@@ -27,6 +27,39 @@ use crate::commands::cli::{
 use crate::config::{Config, ConfigSource};
 use crate::daemon;
 
+/// `MCP_HEALTHD_WORKER_THREADS`: the daemon's runtime threads (default 1).
+pub const WORKER_THREADS_ENV: &str = "MCP_HEALTHD_WORKER_THREADS";
+
+/// The daemon's runtime. One thread by default: the work is I/O-bound, and one thread avoids
+/// the cross-thread wake-ups a work-stealing pool pays on every check; `MCP_HEALTHD_WORKER_THREADS`
+/// = N > 1 gives a pool of N, for a fleet whose checks need more than one core (the knee is
+/// measured by benches/scale.rs, `BENCH_THREADS`).
+fn daemon_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match std::env::var(WORKER_THREADS_ENV) {
+        Err(_) => 1,
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{WORKER_THREADS_ENV} must be a whole number of threads (1 or more), not {:?}",
+                    crate::text::echo(&v)
+                ))
+            })?,
+    };
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let source = ConfigSource::from_env(cli.config);
     let config = source.load()?;
@@ -38,12 +71,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { .. } => None,
         _ => crate::observe::telemetry::init(&config.log),
     };
-    // The daemon runs on one thread: its work is I/O-bound, and one thread avoids the cross-thread
-    // wake-ups a work-stealing pool pays on every check (measured in benches/scale.rs).
     let runtime = match cli.command {
-        Command::Run => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Command::Run => daemon_runtime(),
         _ => tokio::runtime::Runtime::new(),
     }
     .context("cannot start the async runtime")?;

@@ -20,9 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::observe::metrics::{
-    CERT_EXPIRY, CHECK_DURATION, CHECKS, MONITOR_OUTAGE, SERVICE_LATENCY, SERVICE_UP,
-};
+use crate::observe::metrics::{CheckFigures, CheckMetrics, MONITOR_OUTAGE};
 use crate::observe::notify::Notifier;
 use crate::observe::stats::Stats;
 use crate::pipeline::alerts;
@@ -46,6 +44,7 @@ pub struct Monitor {
     /// The services this daemon checks (windows are announced only when they cover one).
     owned: Arc<HashSet<String>>,
     stats: Option<Arc<Stats>>,
+    metrics: CheckMetrics,
 }
 
 /// What the monitor reads besides the checks.
@@ -75,6 +74,7 @@ impl Monitor {
             announced: HashSet::new(),
             owned: Arc::default(),
             stats: None,
+            metrics: CheckMetrics::default(),
         }
     }
 
@@ -87,7 +87,7 @@ impl Monitor {
     /// Applies one report: outage detector, state machine, alert log, metrics, pending batch.
     pub fn apply(&mut self, report: &Report) {
         let check = &report.check;
-        let service = report.service_type.as_str();
+        let service = &*report.service_type;
         let at = check.started_at + check.latency;
         let maintenance = self.windows.iter().any(|w| w.covers(service, at));
         let success = check.outcome.is_success();
@@ -106,22 +106,13 @@ impl Monitor {
         if let Some(reason) = self.detector.recover_if_due(self.total) {
             self.recovered(reason.as_str());
         }
-        let outcome = check.outcome.kind().map_or("ok", |k| k.as_str());
-        metrics::counter!(CHECKS, "outcome" => outcome).increment(1);
-        metrics::histogram!(CHECK_DURATION).record(check.latency.as_secs_f64());
-        metrics::gauge!(SERVICE_LATENCY, "service_type" => service.to_owned())
-            .set(check.latency.as_secs_f64());
-        if let Some(not_after) = check.tls_not_after {
-            metrics::gauge!(CERT_EXPIRY, "service_type" => service.to_owned())
-                .set(not_after.timestamp() as f64);
-        }
-        if let Some(healthy) = self.states.get(service).and_then(|s| s.healthy) {
-            metrics::gauge!(SERVICE_UP, "service_type" => service.to_owned()).set(if healthy {
-                1.0
-            } else {
-                0.0
-            });
-        }
+        let figures = CheckFigures {
+            outcome: check.outcome.kind().map_or("ok", |k| k.as_str()),
+            latency: check.latency,
+            up: self.states.get(service).and_then(|s| s.healthy),
+            cert_expiry: check.tls_not_after.map(|t| t.timestamp()),
+        };
+        self.metrics.record(service, figures);
     }
 
     /// The state machine's turn: the new state, its alerts and incidents, the pending batch.
@@ -136,7 +127,7 @@ impl Monitor {
         };
         let state = self
             .states
-            .get_mut(&report.service_type)
+            .get_mut(&*report.service_type)
             .expect("inserted by apply");
         let (next, events) = health::next(state, obs, &self.thresholds);
         *state = next;
@@ -151,7 +142,7 @@ impl Monitor {
             alerts::log_transition(event, &report.service_type, &report.url, state, check);
             match event {
                 Transition::Down => {
-                    let row = &pending.status[&report.service_type].clone();
+                    let row = &pending.status[&*report.service_type].clone();
                     pending.open_incident(&report.service_type, at, row, state.incident_failures);
                 }
                 Transition::Up { .. } => {
@@ -164,7 +155,7 @@ impl Monitor {
 
     /// A check that does not touch the state: recorded, left out of uptime.
     fn record_only(&mut self, report: &Report, maintenance: bool) {
-        let state = &self.states[&report.service_type];
+        let state = &self.states[&*report.service_type];
         let counted = if maintenance {
             Counted::Maintenance
         } else {
@@ -292,6 +283,7 @@ impl Monitor {
                     self.total = services.len();
                     for gone in self.states.keys().filter(|s| !services.contains(*s)) {
                         self.detector.forget(gone);
+                        self.metrics.forget(gone);
                     }
                     self.owned = services;
                 }

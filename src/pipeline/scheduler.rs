@@ -21,8 +21,9 @@ use crate::probe::{Check, Prober};
 /// A finished check of one service, as the scheduler hands it to the monitor.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub service_type: String,
-    pub url: String,
+    /// Shared with the service's task: a report costs no copy of either string.
+    pub service_type: Arc<str>,
+    pub url: Arc<str>,
     pub check: Check,
 }
 
@@ -195,6 +196,9 @@ async fn service_loop(
 ) {
     let phase = phase(planned.service_type(), shared.interval);
     let mut previous = read(&last);
+    let (service_type, url): (Arc<str>, Arc<str>) =
+        (planned.service_type().into(), planned.url().into());
+    let lag_seconds = metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG);
     loop {
         // From the clock, so a tick missed while a check ran long is skipped, never made up in
         // a burst; and a whole interval after the last slot, so no check runs twice in one.
@@ -217,15 +221,18 @@ async fn service_loop(
         });
         *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = previous;
         let lag = tokio::time::Instant::now().saturating_duration_since(due);
-        metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG).record(lag.as_secs_f64());
+        lag_seconds.record(lag.as_secs_f64());
         let check = tokio::select! {
             () = shared.abort.cancelled() => return,
-            check = shared.prober.check_planned(&planned) => check,
+            // Boxed: a task's future is as large as its largest state, and a check's is kilobytes
+            // (hyper's connection, the redirect loop); boxed, it is allocated only while a check
+            // runs (at most `probe.concurrency` at once), not held by every sleeping task.
+            check = Box::pin(shared.prober.check_planned(&planned)) => check,
         };
         drop(_permit);
         let report = Report {
-            service_type: planned.service_type().to_owned(),
-            url: planned.url().to_owned(),
+            service_type: service_type.clone(),
+            url: url.clone(),
             check,
         };
         if shared.reports.send(report).await.is_err() {

@@ -50,7 +50,7 @@ fn record(mut reports: mpsc::Receiver<Report>) -> Log {
             writer
                 .lock()
                 .unwrap()
-                .push((r.service_type, Instant::now()));
+                .push((r.service_type.to_string(), Instant::now()));
         }
     });
     log

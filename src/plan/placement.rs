@@ -12,12 +12,23 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     })
 }
 
+/// Checks start on a grid of this step. The services whose slots fall in one step start
+/// together: the daemon wakes once for them, and their sockets' events come back in batches,
+/// instead of a wake-up and a context switch for each check (issue 16). A step is far below
+/// any interval worth having, so the fleet stays spread over the interval.
+pub const GRAIN: Duration = Duration::from_millis(10);
+
 /// The service's offset within the interval: FNV-1a of its name, so it is the same on every
-/// start and on every host.
+/// start and on every host; a multiple of [`GRAIN`] when the interval holds one.
 pub fn phase(service_type: &str, interval: Duration) -> Duration {
-    let hash = fnv1a(service_type.bytes());
+    let hash = u128::from(fnv1a(service_type.bytes()));
     let nanos = interval.as_nanos().max(1);
-    Duration::from_nanos(u64::try_from(u128::from(hash) % nanos).unwrap_or(0))
+    let grain = GRAIN.as_nanos();
+    let offset = match nanos / grain {
+        0 => hash % nanos,
+        steps => (hash % steps) * grain,
+    };
+    Duration::from_nanos(u64::try_from(offset).unwrap_or(0))
 }
 
 /// The first slot `phase + k * interval` (k ≥ 0) at or after `elapsed`.
@@ -120,6 +131,12 @@ mod tests {
         let interval = Duration::from_secs(30);
         assert_eq!(phase("github", interval), phase("github", interval));
         assert!(phase("github", interval) < interval);
+        assert_eq!(phase("github", interval).as_nanos() % GRAIN.as_nanos(), 0);
+        let tiny = Duration::from_millis(3);
+        assert!(
+            phase("github", tiny) < tiny,
+            "an interval below the grain still spreads"
+        );
         // 10,000 services over 30 one-second buckets: each bucket near 333.
         let mut buckets = [0u32; 30];
         for i in 0..10_000 {

@@ -1,5 +1,5 @@
-//! Transport errors sorted into the KINDs of DESIGN.md, from reqwest's own flags and the
-//! chain of causes beneath them.
+//! Transport errors sorted into the KINDs of DESIGN.md, from reqwest's own flags (or, on the
+//! lean path, the phase hyper failed in) and the chain of causes beneath them.
 
 use std::error::Error as _;
 
@@ -44,6 +44,41 @@ fn kind_of(e: &reqwest::Error, causes: &[&(dyn std::error::Error + 'static)]) ->
     } else {
         ErrorKind::Protocol
     }
+}
+
+/// Where a lean-path (hyper) error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Sending the request or reading the response's head.
+    Head,
+    /// Reading the body.
+    Body,
+}
+
+/// Sorts an error of the lean path into one KIND, as [`classify`] sorts reqwest's: a response
+/// hyper cannot parse is `protocol`, a connection lost is `connect`, any other failure while
+/// reading the body is `body`, and the rest `protocol`.
+pub(super) fn classify_hyper(e: &hyper::Error, phase: Phase) -> Outcome {
+    let causes: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |&c| {
+            c.source()
+        })
+        .collect();
+    let any =
+        |pred: fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|c| pred(*c));
+    let kind = if any(is_parse_error) {
+        ErrorKind::Protocol
+    } else if any(is_connection_lost) {
+        ErrorKind::Connect
+    } else if phase == Phase::Body {
+        ErrorKind::Body
+    } else {
+        ErrorKind::Protocol
+    };
+    let detail = causes
+        .last()
+        .map_or_else(|| e.to_string(), |c| c.to_string());
+    Outcome::failure(kind, detail)
 }
 
 fn is_tls(c: &(dyn std::error::Error + 'static)) -> bool {

@@ -10,6 +10,7 @@
 
 mod cert;
 mod classify;
+mod plain;
 mod redirect;
 
 use std::fmt;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::ProbeConfig;
-use crate::plan::target::{Method, Planned, Target};
+use crate::plan::target::{Planned, Target};
 use crate::text::redact_urls;
 use classify::classify;
 use redirect::Hop;
@@ -231,56 +232,32 @@ impl Prober {
         }
     }
 
-    /// The check's request(s) and body read; sets `tls_not_after` as soon as the final hop's
-    /// response is in, so a body that then fails or times out keeps it.
+    /// The check's request(s) and body read: follows up to `probe.follow_redirects` redirects
+    /// and judges the last response. `tls_not_after` is set as soon as the final hop's response
+    /// is in, so a body that then fails or times out keeps it.
     async fn exchange(
         &self,
         target: &Target,
         tls_not_after: &mut Option<DateTime<Utc>>,
     ) -> Outcome {
-        let mut response = match self.follow(target).await {
-            Ok(r) => r,
-            Err(outcome) => return outcome,
-        };
-        *tls_not_after = response
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(reqwest::tls::TlsInfo::peer_certificate)
-            .and_then(cert::not_after);
-        // Read (at most max_body_bytes of) the body: a check is over when its body is.
-        let mut body = Vec::new();
-        if target.method != Method::Head
-            && let Err(e) = self.read_body(&mut response, &mut body).await
-        {
-            return classify(&e);
-        }
-        judge(target, &response, &body)
-    }
-
-    /// Sends the target's request and follows up to `probe.follow_redirects` redirects; the
-    /// last response, or the failure that ended the chain.
-    async fn follow(&self, target: &Target) -> Result<reqwest::Response, Outcome> {
         let mut hop = Hop::first(target);
         let mut followed = 0;
         loop {
-            let response = self
-                .request(target, &hop)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
+            let reply = match self.send(target, &hop, tls_not_after).await {
+                Ok(reply) => reply,
+                Err(outcome) => return outcome,
+            };
             if self.follow_redirects == 0 {
-                return Ok(response); // a redirect is judged, and fails, as it is
+                return judge(target, &reply); // a redirect is judged, and fails, as it is
             }
-            let location = response.headers().get(reqwest::header::LOCATION);
-            let location = location.and_then(|l| l.to_str().ok());
-            hop = match redirect::next(&hop, response.status(), location) {
-                None => return Ok(response),
-                Some(Err(detail)) => return Err(Outcome::failure(ErrorKind::Redirect, detail)),
+            hop = match redirect::next(&hop, reply.status, reply.location.as_deref()) {
+                None => return judge(target, &reply),
+                Some(Err(detail)) => return Outcome::failure(ErrorKind::Redirect, detail),
                 Some(Ok(_)) if followed == self.follow_redirects => {
-                    return Err(Outcome::failure(
+                    return Outcome::failure(
                         ErrorKind::Redirect,
                         format!("too many redirects (more than {followed})"),
-                    ));
+                    );
                 }
                 Some(Ok(next)) => next,
             };
@@ -288,18 +265,61 @@ impl Prober {
         }
     }
 
-    /// One request of a check: the row's headers and credentials go only to the target's
-    /// own origin.
-    fn request(&self, target: &Target, hop: &Hop) -> reqwest::RequestBuilder {
+    /// One hop: its request, and its body unless the response is a redirect to follow (or the
+    /// method is HEAD). Plain http without credentials takes the lean path (`plain`); the rest
+    /// goes through reqwest. The row's headers and credentials go only to the target's origin.
+    async fn send(
+        &self,
+        target: &Target,
+        hop: &Hop,
+        tls_not_after: &mut Option<DateTime<Utc>>,
+    ) -> Result<Reply, Outcome> {
+        let wants_body = |status, location: Option<&str>| {
+            hop.method != reqwest::Method::HEAD
+                && (self.follow_redirects == 0 || redirect::next(hop, status, location).is_none())
+        };
+        let own_origin = hop.is_target_origin(target);
+        let headers: &[(String, String)] = if own_origin { &target.headers } else { &[] };
+        if plain::eligible(&hop.url) && (!own_origin || plain::eligible(&target.url)) {
+            *tls_not_after = None;
+            return plain::fetch(
+                &hop.url,
+                &hop.method,
+                headers,
+                self.max_body_bytes,
+                wants_body,
+            )
+            .await;
+        }
         let mut request = self
             .client
             .request(hop.method.clone(), hop.request_url(target));
-        if hop.is_target_origin(target) {
-            for (name, value) in &target.headers {
-                request = request.header(name, value);
-            }
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
-        request
+        let mut response = request.send().await.map_err(|e| classify(&e))?;
+        *tls_not_after = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .and_then(cert::not_after);
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        if wants_body(status, location.as_deref()) {
+            self.read_body(&mut response, &mut body)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(Reply {
+            status,
+            location,
+            body,
+        })
     }
 
     /// Reads the body into `body` until it ends or `max_body_bytes` are read.
@@ -317,6 +337,14 @@ impl Prober {
         }
         Ok(())
     }
+}
+
+/// What one hop got: the response's status and `Location`, and its (capped) body when the hop
+/// ends the check.
+pub(crate) struct Reply {
+    status: reqwest::StatusCode,
+    location: Option<String>,
+    body: Vec<u8>,
 }
 
 /// The certificates of the PEM file `path` (`probe.ca_file`), to trust as extra roots; each
@@ -348,18 +376,17 @@ fn extra_roots(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
 }
 
 /// A response (its body read) against the target's expectations: the status, then the body.
-fn judge(target: &Target, response: &reqwest::Response, body: &[u8]) -> Outcome {
-    let status = response.status().as_u16();
+fn judge(target: &Target, reply: &Reply) -> Outcome {
+    let status = reply.status.as_u16();
     if !target.expected_status.contains(status) {
         let kind = if (300..400).contains(&status) {
             ErrorKind::Redirect
         } else {
             ErrorKind::Status
         };
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
+        let location = reply
+            .location
+            .as_deref()
             .map(|l| format!(" to {l}"))
             .unwrap_or_default();
         return Outcome::failure_with_status(
@@ -372,14 +399,14 @@ fn judge(target: &Target, response: &reqwest::Response, body: &[u8]) -> Outcome 
         );
     }
     if let Some(needle) = &target.body_contains
-        && !contains(body, needle.as_bytes())
+        && !contains(&reply.body, needle.as_bytes())
     {
         return Outcome::failure_with_status(
             ErrorKind::Body,
             status,
             format!(
                 "the first {} bytes of the body do not contain {needle:?}",
-                body.len()
+                reply.body.len()
             ),
         );
     }

@@ -1,6 +1,10 @@
 //! The status path: one statement per flush, whatever the number of services. It adds the
-//! batch's counts to the hourly rollups, recomputes each service's uptime over the window from
-//! those rollups, and upserts the services' status rows, all atomically. Incidents and
+//! batch's counts to the hourly rollups, works out each service's uptime over the window, and
+//! upserts the services' status rows, all atomically. Uptime is exact at every flush without
+//! reading the window's rollups each time: the status row keeps the sums of the window's
+//! complete hours (the "base", migration 0015), and a flush within the same hour adds the
+//! current hour's row to it; a new hour, a moved window, a batch with older hours (a replayed
+//! spill) or a reclassification recomputes the base from the rollups. Incidents and
 //! reclassified failures, which are rare, take a statement each when a batch has any, each
 //! guarded by its own batch id so a retry adds nothing twice.
 
@@ -48,29 +52,59 @@ WITH marker AS (
            AS t(service_type, is_healthy, checked_at, response_time_ms, error_message, error_kind,
                 consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
                 degraded_reason, tls_not_after, flapping, recent_failures, recent_checks, alerted_down)
+), batch_hours AS (
+    -- this batch's rows within the window, per service: their hours, and the rows' totals
+    SELECT service_type, min(hour) AS first_hour, max(hour) AS last_hour,
+           sum(counted) AS counted, sum(failures) AS failures
+      FROM upserted WHERE hour >= $18 GROUP BY service_type
+), kept AS (
+    -- The usual flush: the batch's rows are all in the hour the stored base stops at, and the
+    -- window has not moved since. Uptime is that base plus the hour's totals: no rollup is read.
+    SELECT b.service_type, s.uptime_base_counted AS base_counted,
+           s.uptime_base_failures AS base_failures, b.last_hour AS base_until,
+           s.uptime_base_counted + b.counted AS counted, s.uptime_base_failures + b.failures AS failures
+      FROM batch_hours b JOIN service_health_status s USING (service_type)
+     WHERE b.first_hour = b.last_hour AND s.uptime_base_until = b.last_hour
+       AND s.uptime_base_from = $18
 ), in_window AS (
-    SELECT r.service_type, r.checks - r.maintenance_checks - r.inconclusive_checks AS counted, r.failures
+    -- The rest (a new hour, older hours in the batch, no base yet): the window's every hour.
+    SELECT r.service_type, r.hour, r.checks - r.maintenance_checks - r.inconclusive_checks AS counted,
+           r.failures
       FROM service_health_rollups r
-     WHERE r.service_type IN (SELECT service_type FROM status_in)
+     WHERE r.service_type IN (SELECT service_type FROM status_in EXCEPT SELECT service_type FROM kept)
        AND r.hour >= $18
        AND NOT EXISTS (SELECT 1 FROM upserted u WHERE u.service_type = r.service_type AND u.hour = r.hour)
     UNION ALL
-    SELECT u.service_type, u.counted, u.failures FROM upserted u WHERE u.hour >= $18
+    SELECT u.service_type, u.hour, u.counted, u.failures FROM upserted u
+     WHERE u.hour >= $18 AND u.service_type NOT IN (SELECT service_type FROM kept)
+), recomputed AS (
+    -- ... and the new base: every hour but the latest one
+    SELECT w.service_type,
+           coalesce(sum(w.counted) FILTER (WHERE w.hour < l.last_hour), 0) AS base_counted,
+           coalesce(sum(w.failures) FILTER (WHERE w.hour < l.last_hour), 0) AS base_failures,
+           l.last_hour AS base_until, sum(w.counted) AS counted, sum(w.failures) AS failures
+      FROM in_window w
+      JOIN (SELECT service_type, max(hour) AS last_hour FROM in_window GROUP BY service_type) l
+           USING (service_type)
+     GROUP BY w.service_type, l.last_hour
 ), uptime AS (
     -- maintenance and inconclusive checks are left out: uptime is over the checks that count
-    SELECT service_type, (100.0 * sum(counted - failures) / nullif(sum(counted), 0))::float8 AS pct
-      FROM in_window GROUP BY service_type
+    SELECT service_type, (100.0 * (counted - failures) / nullif(counted, 0))::float8 AS pct,
+           base_counted, base_failures, base_until
+      FROM (SELECT * FROM kept UNION ALL SELECT * FROM recomputed) t
 )
 INSERT INTO service_health_status AS s
        (service_type, is_healthy, last_health_check, response_time_ms, error_message, error_kind,
         consecutive_failures, consecutive_successes, last_success_at, last_failure_at, state_changed_at,
         uptime_percentage, check_interval_ms, checked_by,
-        degraded_reason, tls_not_after, flapping, recent_failures, recent_checks, alerted_down)
+        degraded_reason, tls_not_after, flapping, recent_failures, recent_checks, alerted_down,
+        uptime_base_from, uptime_base_until, uptime_base_counted, uptime_base_failures)
 SELECT i.service_type, i.is_healthy, i.checked_at, i.response_time_ms, i.error_message, i.error_kind,
        i.consecutive_failures, i.consecutive_successes, i.last_success_at, i.last_failure_at, i.state_changed_at,
        greatest(0, least(100, u.pct)), $19, $20,
        i.degraded_reason, i.tls_not_after, i.flapping, i.recent_failures, i.recent_checks,
-       i.alerted_down
+       i.alerted_down,
+       $18, u.base_until, u.base_counted, u.base_failures
   FROM status_in i
   JOIN service_registry USING (service_type)
   LEFT JOIN uptime u USING (service_type)
@@ -93,7 +127,11 @@ ON CONFLICT (service_type) DO UPDATE
        flapping = EXCLUDED.flapping,
        recent_failures = EXCLUDED.recent_failures,
        recent_checks = EXCLUDED.recent_checks,
-       alerted_down = EXCLUDED.alerted_down
+       alerted_down = EXCLUDED.alerted_down,
+       uptime_base_from = EXCLUDED.uptime_base_from,
+       uptime_base_until = EXCLUDED.uptime_base_until,
+       uptime_base_counted = EXCLUDED.uptime_base_counted,
+       uptime_base_failures = EXCLUDED.uptime_base_failures
  -- A daemon flushing a backlog (after an outage, or a service handed over meanwhile) never
  -- overwrites a newer check by another daemon.
  WHERE s.last_health_check IS NULL OR EXCLUDED.last_health_check >= s.last_health_check";
@@ -148,7 +186,12 @@ ON CONFLICT (service_type) WHERE ended_at IS NULL DO NOTHING"
 
 /// Moves failures already written to `inconclusive_checks` (a monitor-side outage found late).
 const RECLASSIFY: &str = guarded!(
-    "UPDATE service_health_rollups r
+    ", invalidated AS (
+    -- the services' uptime bases may hold the hours changed here: recomputed at their next flush
+    UPDATE service_health_status s SET uptime_base_until = NULL
+     WHERE s.service_type = ANY($2::text[]) AND EXISTS (SELECT 1 FROM marker)
+)
+UPDATE service_health_rollups r
    SET failures = r.failures - least(r.failures, c.n),
        inconclusive_checks = r.inconclusive_checks + least(r.failures, c.n)
   FROM unnest($2::text[], $3::timestamptz[], $4::int[]) AS c(service_type, hour, n)

@@ -46,3 +46,4 @@ mod status_page;
 mod systemd;
 mod terminal_escape;
 mod tls;
+mod uptime_base;
