@@ -16,7 +16,7 @@ mod helpers;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_cpu, commits, cpu_seconds, env_or, flushes, peak_rss_mib};
+use common::{cluster_cpu, commits, cpu_seconds, current_rss_mib, env_or, flushes, peak_rss_mib};
 use helpers::TestDb;
 
 async fn checks(db: &TestDb) -> i64 {
@@ -88,7 +88,7 @@ async fn main() {
     let pg1 = cluster_cpu();
     let (cpu1, checks1, commits1) = (cpu_seconds(pid), checks(&db).await, commits(&db.pool).await);
     let elapsed = t0.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(pid);
+    let (rss, rss_now) = (peak_rss_mib(pid), current_rss_mib(pid));
     let (flush_count, flush_mean, flush_max) = flushes(&read_log(), log0);
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -121,6 +121,7 @@ async fn main() {
         1e6 * (pg1 - pg0) / n.max(1.0)
     );
     println!("{:<44} {:>12.1}", "daemon peak RSS (MiB)", rss);
+    println!("{:<44} {:>12.1}", "daemon RSS at the end (MiB)", rss_now);
     println!(
         "{:<44} {:>12.2}",
         "time until every target was checked (s)",

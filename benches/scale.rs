@@ -20,8 +20,9 @@
 //! Run: `scripts/bench.sh` (or `cargo bench --bench scale` with root, apt and PostgreSQL).
 //! Knobs: BENCH_TARGETS (10000), BENCH_SECONDS (60), BENCH_INTERVAL_S (10), BENCH_CAPACITY
 //! (65535; 0 skips run 3), BENCH_CAPACITY_SECONDS (120), BENCH_HISTORY_HOURS (23),
-//! BENCH_THREADS (the daemon's MCP_HEALTHD_WORKER_THREADS in run 3; unset: one thread),
-//! BENCH_PERF (a file: perf records the daemon's call graph over run 1's window).
+//! BENCH_THREADS (run 3 once per MCP_HEALTHD_WORKER_THREADS in this list; "1,2"),
+//! BENCH_PERF (a file: perf records the daemon's call graph over run 1's window, or run 3's
+//! with BENCH_PERF_RUN=3).
 
 mod common;
 #[path = "../tests/it/helpers.rs"]
@@ -33,7 +34,9 @@ use std::ffi::OsString;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_cpu, commits, cpu_seconds, cpu_split, env_or, flushes, peak_rss_mib};
+use common::{
+    cluster_cpu, commits, cpu_seconds, cpu_split, current_rss_mib, env_or, flushes, peak_rss_mib,
+};
 use helpers::TestDb;
 
 fn bench_env(args: &[&str]) -> HashMap<String, String> {
@@ -260,6 +263,8 @@ struct Run {
     kernel: f64,
     pg: f64,
     rss_mib: f64,
+    /// Resident at the end of the window (the peak includes start-up's transients).
+    rss_now_mib: f64,
     p50: f64,
     p99: f64,
     lag_samples: u64,
@@ -439,6 +444,7 @@ async fn measure(
     );
     let elapsed = t0.elapsed().as_secs_f64();
     let rss_mib = peak_rss_mib(pid);
+    let rss_now_mib = current_rss_mib(pid);
     let lag1 = scrape().await;
     let log = read_log();
     // After the window (strace slows what it traces): system calls per check over 10 s.
@@ -485,6 +491,7 @@ async fn measure(
         kernel: cpu1.1 - cpu0.1,
         pg: pg1 - pg0,
         rss_mib,
+        rss_now_mib,
         p50,
         p99,
         lag_samples,
@@ -600,8 +607,14 @@ fn run_rows(run: &Run, interval: u64) {
         None,
     );
     row(
-        "daemon peak RSS per service (KiB)",
-        format!("{:.2}", run.rss_mib * 1024.0 / f64::from(run.services)),
+        "daemon RSS at the end of the window (MiB)",
+        format!("{:.1}", run.rss_now_mib),
+        "",
+        None,
+    );
+    row(
+        "daemon RSS per service at the end (KiB)",
+        format!("{:.2}", run.rss_now_mib * 1024.0 / f64::from(run.services)),
         "",
         None,
     );
@@ -681,8 +694,13 @@ async fn main() {
         services: targets,
         https: 0,
     };
-    let perf = std::env::var_os("BENCH_PERF");
-    let plain = measure(&plain_fleet, interval, seconds, perf, None, true).await;
+    // BENCH_PERF records run 1, or the run BENCH_PERF_RUN names (1 or 3).
+    let perf_run = env_or("BENCH_PERF_RUN", 1);
+    let perf = |run| match perf_run == run {
+        true => std::env::var_os("BENCH_PERF"),
+        false => None,
+    };
+    let plain = measure(&plain_fleet, interval, seconds, perf(1), None, true).await;
     let mixed_fleet = Fleet {
         env: &env,
         services: targets,
@@ -704,28 +722,34 @@ async fn main() {
     let (bbs_us, bbs_sent, bbs_ok, bbs_rate) = blackbox(&env, true, https_rate, seconds).await;
 
     // --- capacity -----------------------------------------------------------------------------
-    let threads = std::env::var("BENCH_THREADS").ok();
-    let cap = match capacity {
-        0 => None,
-        n => {
-            let fleet = Fleet {
-                env: &env,
-                services: n,
-                https: 0,
-            };
-            Some(
-                measure(
-                    &fleet,
-                    interval,
-                    capacity_seconds,
-                    None,
-                    threads.clone(),
-                    false,
-                )
-                .await,
-            )
+    // Run 3 once per thread count (BENCH_THREADS, default "1,2"): one thread is the default;
+    // the second shows whether a pool pays once one core's worth of checks is near.
+    let threads: Vec<String> = std::env::var("BENCH_THREADS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut caps = Vec::new();
+    if capacity > 0 {
+        let fleet = Fleet {
+            env: &env,
+            services: capacity,
+            https: 0,
+        };
+        for (i, t) in threads.iter().enumerate() {
+            let profile = if i == 0 { perf(3) } else { None };
+            let run = measure(
+                &fleet,
+                interval,
+                capacity_seconds,
+                profile,
+                Some(t.clone()),
+                false,
+            );
+            caps.push((t.clone(), run.await));
         }
-    };
+    }
     bench_env(&["down"]);
 
     println!();
@@ -830,24 +854,18 @@ async fn main() {
         None,
     );
 
-    if let Some(cap) = cap {
+    for (threads, cap) in &caps {
         println!(
-            "-- 3. capacity: {capacity} services, {capacity_seconds} s window, {} runtime thread(s)",
-            threads.as_deref().unwrap_or("1")
+            "-- 3. capacity: {capacity} services, {capacity_seconds} s window, {threads} runtime thread(s)"
         );
-        run_rows(&cap, interval);
+        run_rows(cap, interval);
+        let added = f64::from(cap.services.saturating_sub(plain.services).max(1));
+        let per_added = (cap.rss_now_mib - plain.rss_now_mib) * 1024.0 * 1024.0 / added;
         row(
-            "daemon RSS per added service over run 1 (bytes)",
-            format!(
-                "{:.0}",
-                (cap.rss_mib - plain.rss_mib) * 1024.0 * 1024.0
-                    / f64::from(cap.services.saturating_sub(plain.services).max(1))
-            ),
+            "daemon RSS per service added over run 1, at the end (bytes)",
+            format!("{per_added:.0}"),
             "<= 1024",
-            Some(
-                (cap.rss_mib - plain.rss_mib) * 1024.0 * 1024.0
-                    <= 1024.0 * f64::from(cap.services.saturating_sub(plain.services)),
-            ),
+            Some(per_added <= 1024.0),
         );
     }
 }

@@ -20,7 +20,7 @@ use crate::observe::http;
 use crate::observe::stats::Stats;
 use crate::pipeline::scheduler::{Report, Scheduler};
 use crate::plan::health::ServiceState;
-use crate::plan::target::{Planned, plan_all};
+use crate::plan::target::{Planned, plan};
 use crate::probe::Prober;
 use crate::registry::{self, RegistryRow};
 use crate::store;
@@ -67,12 +67,11 @@ impl Running {
 
     /// Runs the services of `rows` this daemon owns among the live daemons.
     pub fn apply_registry(&mut self, rows: Vec<RegistryRow>, event: &'static str) {
-        let mine: Vec<RegistryRow> = rows
+        let planned: Vec<Planned> = rows
             .iter()
             .filter(|r| self.checks(&r.service_type))
-            .cloned()
+            .map(|r| plan(r, &self.config.probe))
             .collect();
-        let planned = plan_all(&mine, &self.config.probe);
         log_registry(&planned, event);
         let names: HashSet<String> = planned
             .iter()
@@ -84,6 +83,7 @@ impl Running {
             .store(self.scheduler.len(), Ordering::Relaxed);
         self.services_tx.send_replace(Arc::new(names));
         self.rows = rows;
+        release_freed_memory();
     }
 
     /// A new member list: hand off services, and take over (with their stored state) those
@@ -236,5 +236,16 @@ fn log_registry(planned: &[Planned], event: &'static str) {
         if let Planned::Invalid(i) = p {
             tracing::warn!(event = "invalid_target", service_type = %i.service_type, url = %i.url, reason = %i.reason);
         }
+    }
+}
+
+/// Hands the heap's free pages back to the system after a registry change, whose planning
+/// frees as much as the fleet's size: glibc keeps freed memory for reuse, so without this the
+/// resident size stays at the peak of the largest change (issue 16).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

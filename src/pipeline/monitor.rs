@@ -91,7 +91,11 @@ impl Monitor {
         let at = check.started_at + check.latency;
         let maintenance = self.windows.iter().any(|w| w.covers(service, at));
         let success = check.outcome.is_success();
-        let before = self.states.entry(service.to_owned()).or_default();
+        if !self.states.contains_key(service) {
+            self.states
+                .insert(service.to_owned(), ServiceState::default());
+        }
+        let before = &self.states[service];
         match self
             .detector
             .observe(service, success, at, before, self.total)

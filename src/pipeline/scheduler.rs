@@ -1,18 +1,24 @@
 //! When each service is checked. Every service has a stable phase within the interval (from a
 //! hash of its service_type), so thousands of services spread evenly instead of firing together.
-//! Each service runs in its own task, so a hung or slow service never delays another; a global
-//! semaphore bounds the checks in flight; a tick missed while a check ran long is skipped, not
-//! burst. A scheduler that replaces another on a reload takes over its epoch and each service's
-//! last slot, so every service stays on its slot grid.
+//! One driver task keeps every service's next slot in a queue and starts each check, when due,
+//! as a task of its own (so a hung or slow service never delays another); a global semaphore
+//! bounds the checks in flight; the next slot is worked out when a check ends, so a tick
+//! missed while a check ran long is skipped, not burst. A scheduler that replaces another on a
+//! reload takes over its epoch and each service's last slot, so every service stays on its
+//! slot grid.
+//!
+//! A waiting service is a queue row and a map entry (a few hundred bytes), not a task with its
+//! timer and its futures: memory per service is what grows with the fleet (issue 16).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::plan::placement::{LastSlot, next_check, phase};
 use crate::plan::target::Planned;
@@ -21,43 +27,79 @@ use crate::probe::{Check, Prober};
 /// A finished check of one service, as the scheduler hands it to the monitor.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Shared with the service's task: a report costs no copy of either string.
+    /// Shared with the scheduler's entry: a report costs no copy of either string.
     pub service_type: Arc<str>,
     pub url: Arc<str>,
     pub check: Check,
 }
 
-/// What every service task shares.
+/// One scheduled service.
+struct Entry {
+    planned: Arc<Planned>,
+    service_type: Arc<str>,
+    url: Arc<str>,
+    phase: Duration,
+    /// The slot its latest check counted for, written as the check starts.
+    last: Option<LastSlot>,
+    /// Changes when the entry is replaced: queue rows and checks of another one are stale.
+    generation: u64,
+}
+
+/// A queued slot: due at, service, entry generation, the slot it counts for.
+type Slot = Reverse<(Instant, Arc<str>, u64, Duration)>;
+
+struct State {
+    /// Slots are counted from here; a scheduler taking over keeps it.
+    epoch: Instant,
+    entries: HashMap<Arc<str>, Entry>,
+    queue: BinaryHeap<Slot>,
+    generations: u64,
+}
+
+impl State {
+    /// Queues the entry's next slot (from the clock and its last one).
+    fn queue_next(&mut self, service: &str, interval: Duration) -> Option<Instant> {
+        let entry = self.entries.get(service)?;
+        let (slot, counts_for) =
+            next_check(self.epoch.elapsed(), entry.last, entry.phase, interval);
+        let due = self.epoch + slot;
+        let row = (
+            due,
+            entry.service_type.clone(),
+            entry.generation,
+            counts_for,
+        );
+        self.queue.push(Reverse(row));
+        Some(due)
+    }
+}
+
+/// What the driver and the checks share.
 struct Shared {
     prober: Prober,
     semaphore: Arc<Semaphore>,
     interval: Duration,
     reports: mpsc::Sender<Report>,
+    state: Mutex<State>,
+    /// Wakes the driver: a slot was queued.
+    queued: Notify,
+    checks: TaskTracker,
     /// No new checks once cancelled.
     stop: CancellationToken,
     /// In-flight checks are abandoned once cancelled (the shutdown grace ran out).
     abort: CancellationToken,
 }
 
-/// The slot a service's latest check counted for, written by its task as the check starts.
-type LastCell = Arc<Mutex<Option<LastSlot>>>;
-
-fn read(cell: &LastCell) -> Option<LastSlot> {
-    *cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-struct Running {
-    planned: Planned,
-    stop: CancellationToken,
-    handle: JoinHandle<()>,
-    last: LastCell,
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 pub struct Scheduler {
     shared: Arc<Shared>,
-    /// Slots are counted from here; a scheduler taking over keeps it.
-    epoch: Instant,
-    tasks: HashMap<String, Running>,
     /// The last slots of services a replaced scheduler ran, for their first check here.
     inherited: HashMap<String, LastSlot>,
 }
@@ -69,79 +111,91 @@ impl Scheduler {
         concurrency: usize,
         reports: mpsc::Sender<Report>,
     ) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                prober,
-                semaphore: Arc::new(Semaphore::new(concurrency)),
-                interval,
-                reports,
-                stop: CancellationToken::new(),
-                abort: CancellationToken::new(),
+        let shared = Arc::new(Shared {
+            prober,
+            semaphore: Arc::new(Semaphore::new(concurrency)),
+            interval,
+            reports,
+            state: Mutex::new(State {
+                epoch: Instant::now(),
+                entries: HashMap::new(),
+                queue: BinaryHeap::new(),
+                generations: 0,
             }),
-            epoch: Instant::now(),
-            tasks: HashMap::new(),
+            queued: Notify::new(),
+            checks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        });
+        tokio::spawn(drive(shared.clone()));
+        Self {
+            shared,
             inherited: HashMap::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.shared.state().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.len() == 0
     }
 
-    /// Makes the running set equal `planned`: starts new services, stops removed ones, and
-    /// restarts changed ones (same phase and last slot, so a changed port costs no extra check).
+    /// Makes the scheduled set equal `planned`: adds new services, drops removed ones, and
+    /// replaces changed ones (same phase and last slot, so a changed port costs no extra
+    /// check). A check in flight for a removed or changed service still reports.
     pub fn apply(&mut self, planned: Vec<Planned>) {
+        let interval = self.shared.interval;
+        let mut state = self.shared.state();
         let mut wanted: HashMap<String, Planned> = planned
             .into_iter()
             .map(|p| (p.service_type().to_owned(), p))
             .collect();
         let mut carried: HashMap<String, LastSlot> = HashMap::new();
-        self.tasks
-            .retain(|service, running| match wanted.get(service) {
-                Some(p) if *p == running.planned => {
-                    wanted.remove(service);
+        state
+            .entries
+            .retain(|service, entry| match wanted.get(&**service) {
+                Some(p) if *p == *entry.planned => {
+                    wanted.remove(&**service);
                     true
                 }
                 changed_or_gone => {
-                    running.stop.cancel();
-                    if let (Some(_), Some(last)) = (changed_or_gone, read(&running.last)) {
-                        carried.insert(service.clone(), last);
+                    if let (Some(_), Some(last)) = (changed_or_gone, entry.last) {
+                        carried.insert(service.to_string(), last);
                     }
                     false
                 }
             });
-        let (added, total) = (wanted.len(), self.tasks.len() + wanted.len());
+        let (added, total) = (wanted.len(), state.entries.len() + wanted.len());
         for (service, p) in wanted {
             let last = carried
                 .remove(&service)
                 .or_else(|| self.inherited.remove(&service));
-            let running = self.spawn(p, last);
-            self.tasks.insert(service, running);
+            state.generations += 1;
+            let service_type: Arc<str> = service.as_str().into();
+            let entry = Entry {
+                phase: phase(&service, interval),
+                url: p.url().into(),
+                planned: Arc::new(p),
+                service_type: service_type.clone(),
+                last,
+                generation: state.generations,
+            };
+            state.entries.insert(service_type, entry);
+            state.queue_next(&service, interval);
         }
+        // Rows of removed and replaced entries are skipped when they come up; a queue mostly
+        // of those is rebuilt, so it stays proportional to the fleet.
+        if state.queue.len() > 2 * state.entries.len() + 1024 {
+            let State { entries, queue, .. } = &mut *state;
+            queue
+                .retain(|Reverse((_, s, g, _))| entries.get(s).is_some_and(|e| e.generation == *g));
+        }
+        drop(state);
         if added > 0 {
+            self.shared.queued.notify_one();
             tracing::debug!(added, total, "scheduler updated");
-        }
-    }
-
-    fn spawn(&self, planned: Planned, last: Option<LastSlot>) -> Running {
-        let stop = self.shared.stop.child_token();
-        let last = Arc::new(Mutex::new(last));
-        let handle = tokio::spawn(service_loop(
-            self.shared.clone(),
-            self.epoch,
-            planned.clone(),
-            stop.clone(),
-            last.clone(),
-        ));
-        Running {
-            planned,
-            stop,
-            handle,
-            last,
         }
     }
 
@@ -154,89 +208,176 @@ impl Scheduler {
         old: Scheduler,
         grace: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        // First, so that no old task starts a check (and moves its slot) after the reading.
+        // First, so that no old check starts (and moves its slot) after the reading.
         old.shared.stop.cancel();
-        self.epoch = old.epoch;
-        self.inherited = old.inherited.clone();
-        self.inherited.extend(
-            old.tasks
-                .iter()
-                .filter_map(|(service, r)| Some((service.clone(), read(&r.last)?))),
-        );
+        {
+            let old_state = old.shared.state();
+            self.shared.state().epoch = old_state.epoch;
+            self.inherited = old.inherited.clone();
+            self.inherited.extend(
+                old_state
+                    .entries
+                    .iter()
+                    .filter_map(|(service, e)| Some((service.to_string(), e.last?))),
+            );
+        }
         old.stop(grace)
     }
 
     /// Stops scheduling at once; the returned future gives in-flight checks `grace` to finish,
     /// then abandons them.
     pub fn stop(self, grace: Duration) -> impl Future<Output = ()> + Send + 'static {
-        self.shared.stop.cancel();
-        let abort = self.shared.abort.clone();
-        let handles: Vec<JoinHandle<()>> = self.tasks.into_values().map(|r| r.handle).collect();
+        let shared = self.shared;
+        shared.stop.cancel();
+        shared.checks.close();
         async move {
-            let all = futures::future::join_all(handles);
-            tokio::pin!(all);
-            if tokio::time::timeout(grace, &mut all).await.is_err() {
+            if tokio::time::timeout(grace, shared.checks.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     event = "checks_abandoned",
                     "shutdown grace ran out; cancelling checks still in flight"
                 );
-                abort.cancel();
-                all.await;
+                shared.abort.cancel();
+                shared.checks.wait().await;
             }
         }
     }
 }
 
-async fn service_loop(
-    shared: Arc<Shared>,
-    epoch: Instant,
-    planned: Planned,
-    stop: CancellationToken,
-    last: LastCell,
-) {
-    let phase = phase(planned.service_type(), shared.interval);
-    let mut previous = read(&last);
-    let (service_type, url): (Arc<str>, Arc<str>) =
-        (planned.service_type().into(), planned.url().into());
-    let lag_seconds = metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG);
+/// The driver: sleeps until the earliest queued slot (or a newly queued one), then starts
+/// every check that is due, each when a permit is free.
+async fn drive(shared: Arc<Shared>) {
+    // Taken at the first check, once the daemon has installed its recorder.
+    let mut lag_seconds = None;
     loop {
-        // From the clock, so a tick missed while a check ran long is skipped, never made up in
-        // a burst; and a whole interval after the last slot, so no check runs twice in one.
-        let (slot, counts_for) = next_check(epoch.elapsed(), previous, phase, shared.interval);
-        let due = epoch + slot;
-        let permit = tokio::select! {
-            // Stopped first: a stopped task must not start a check its successor also plans.
+        let next = shared.state().queue.peek().map(|Reverse(row)| row.0);
+        let wake = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            // Stopped first: a stopped scheduler must not start a check its successor also plans.
             biased;
-            () = stop.cancelled() => return,
-            permit = async {
-                tokio::time::sleep_until(due).await;
-                shared.semaphore.clone().acquire_owned().await
-            } => permit,
-        };
-        let Ok(_permit) = permit else { return };
-        // Written once the check is certain, for a scheduler that takes this one over.
-        previous = Some(LastSlot {
-            slot: counts_for,
-            interval: shared.interval,
-        });
-        *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = previous;
-        let lag = tokio::time::Instant::now().saturating_duration_since(due);
-        lag_seconds.record(lag.as_secs_f64());
-        let check = tokio::select! {
-            () = shared.abort.cancelled() => return,
-            // Boxed: a task's future is as large as its largest state, and a check's is kilobytes
-            // (hyper's connection, the redirect loop); boxed, it is allocated only while a check
-            // runs (at most `probe.concurrency` at once), not held by every sleeping task.
-            check = Box::pin(shared.prober.check_planned(&planned)) => check,
-        };
-        drop(_permit);
-        let report = Report {
-            service_type: service_type.clone(),
-            url: url.clone(),
-            check,
-        };
-        if shared.reports.send(report).await.is_err() {
-            return;
+            () = shared.stop.cancelled() => return,
+            () = shared.queued.notified() => continue,
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        while let Some(Due {
+            due,
+            service,
+            generation,
+            counts_for,
+        }) = pop_due(&shared)
+        {
+            let permit = tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => return,
+                permit = shared.semaphore.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { return };
+            // Written once the check is certain, for a scheduler that takes this one over.
+            let started = {
+                let mut state = shared.state();
+                match state.entries.get_mut(&*service) {
+                    Some(entry) if entry.generation == generation => {
+                        entry.last = Some(LastSlot {
+                            slot: counts_for,
+                            interval: shared.interval,
+                        });
+                        Some((
+                            entry.planned.clone(),
+                            entry.service_type.clone(),
+                            entry.url.clone(),
+                        ))
+                    }
+                    _ => None, // replaced or removed while waiting for the permit
+                }
+            };
+            let Some((planned, service_type, url)) = started else {
+                continue;
+            };
+            lag_seconds
+                .get_or_insert_with(|| metrics::histogram!(crate::observe::metrics::SCHEDULER_LAG))
+                .record(Instant::now().saturating_duration_since(due).as_secs_f64());
+            shared.checks.spawn(run_check(
+                shared.clone(),
+                planned,
+                service_type,
+                url,
+                generation,
+                permit,
+            ));
+        }
+    }
+}
+
+/// A queued slot that has come due.
+struct Due {
+    due: Instant,
+    service: Arc<str>,
+    generation: u64,
+    /// The slot it counts for.
+    counts_for: Duration,
+}
+
+/// The earliest queued slot if it is due; stale rows (of removed or replaced entries) are
+/// dropped on the way.
+fn pop_due(shared: &Shared) -> Option<Due> {
+    let mut state = shared.state();
+    let now = Instant::now();
+    while let Some(Reverse((due, _, _, _))) = state.queue.peek() {
+        if *due > now {
+            return None;
+        }
+        let Reverse((due, service, generation, counts_for)) = state.queue.pop()?;
+        if state
+            .entries
+            .get(&service)
+            .is_some_and(|e| e.generation == generation)
+        {
+            return Some(Due {
+                due,
+                service,
+                generation,
+                counts_for,
+            });
+        }
+    }
+    None
+}
+
+/// One check, its report, and the service's next slot.
+async fn run_check(
+    shared: Arc<Shared>,
+    planned: Arc<Planned>,
+    service_type: Arc<str>,
+    url: Arc<str>,
+    generation: u64,
+    permit: OwnedSemaphorePermit,
+) {
+    let check = tokio::select! {
+        () = shared.abort.cancelled() => return,
+        check = shared.prober.check_planned(&planned) => check,
+    };
+    drop(permit);
+    let report = Report {
+        service_type: service_type.clone(),
+        url,
+        check,
+    };
+    if shared.reports.send(report).await.is_err() || shared.stop.is_cancelled() {
+        return;
+    }
+    let mut state = shared.state();
+    if state
+        .entries
+        .get(&service_type)
+        .is_some_and(|e| e.generation == generation)
+    {
+        let earliest = state.queue.peek().map(|Reverse(row)| row.0);
+        let due = state.queue_next(&service_type, shared.interval);
+        drop(state);
+        if due.is_some_and(|due| earliest.is_none_or(|e| due < e)) {
+            shared.queued.notify_one();
         }
     }
 }

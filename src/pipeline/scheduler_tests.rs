@@ -135,3 +135,47 @@ async fn a_shorter_interval_takes_effect_without_a_burst() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_service_is_checked_no_more_and_the_others_keep_their_rhythm() {
+    let (tx, rx) = mpsc::channel(1024);
+    let log = record(rx);
+    let mut scheduler = scheduler(s(10), tx);
+    let all = services("x");
+    scheduler.apply(all.clone());
+    sleep(s(25)).await;
+    let removed_at = Instant::now();
+    let kept: Vec<Planned> = all.into_iter().skip(SERVICES / 2).collect();
+    scheduler.apply(kept);
+    assert_eq!(scheduler.len(), SERVICES - SERVICES / 2);
+    sleep(s(31)).await;
+    let times = by_service(&log);
+    for i in 0..SERVICES {
+        let at = &times[&format!("svc-{i}")];
+        let after = at
+            .iter()
+            .filter(|t| **t > removed_at && **t <= removed_at + s(30))
+            .count();
+        if i < SERVICES / 2 {
+            assert_eq!(
+                after, 0,
+                "svc-{i} was removed, yet checked {after} times after"
+            );
+        } else {
+            assert_eq!(after, 3, "svc-{i}: 30 s at a 10 s interval");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_scheduler_starts_no_check() {
+    let (tx, rx) = mpsc::channel(1024);
+    let log = record(rx);
+    let mut scheduler = scheduler(s(10), tx);
+    scheduler.apply(services("x"));
+    sleep(s(15)).await;
+    let before = log.lock().unwrap().len();
+    scheduler.stop(s(1)).await;
+    sleep(s(30)).await;
+    assert_eq!(log.lock().unwrap().len(), before);
+}

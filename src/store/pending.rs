@@ -116,16 +116,20 @@ impl Pending {
         counted: Counted,
     ) {
         let latency_ms = i32::try_from(check.latency.as_millis()).unwrap_or(i32::MAX);
-        self.status.insert(
-            service_type.to_owned(),
-            StatusRow {
-                state: state.clone(),
-                checked_at: check.started_at,
-                response_time_ms: latency_ms,
-                error_message: check.outcome.error_message(),
-                error_kind: check.outcome.kind().map(|k| k.as_str()),
-            },
-        );
+        let row = StatusRow {
+            state: state.clone(),
+            checked_at: check.started_at,
+            response_time_ms: latency_ms,
+            error_message: check.outcome.error_message(),
+            error_kind: check.outcome.kind().map(|k| k.as_str()),
+        };
+        // A service already in the batch (several checks a flush) costs no new key.
+        match self.status.get_mut(service_type) {
+            Some(old) => *old = row,
+            None => {
+                self.status.insert(service_type.to_owned(), row);
+            }
+        }
         let failed = i32::from(!check.outcome.is_success());
         let delta = RollupDelta {
             checks: 1,

@@ -278,3 +278,38 @@ async fn a_misbehaving_fleet_is_classified_and_the_healthy_keep_their_rhythm() {
         "peak RSS {peak_kib} KiB: the body was not capped"
     );
 }
+
+/// `MCP_HEALTHD_WORKER_THREADS` puts the checks on a pool of threads (for a fleet past one
+/// core), and a count that is not one says so and names the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_on_a_thread_pool_when_asked_and_refuses_a_bad_count() {
+    let db = TestDb::migrated().await;
+    let server = fleet::spawn(Behaviour::Healthy).await;
+    register(&db, "pooled", server.port.into()).await;
+    let config = fast_config("interval = \"300ms\"\ntimeout = \"200ms\"", "");
+    let daemon = Daemon::spawn(&db.url, &config, &[("MCP_HEALTHD_WORKER_THREADS", "2")]);
+    wait_until_healthy(
+        &db,
+        "pooled",
+        "checked on 2 threads",
+        Duration::from_secs(30),
+    )
+    .await;
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+
+    let out = crate::helpers::healthd(
+        &["run"],
+        &[
+            ("DATABASE_URL", db.url.expose()),
+            ("MCP_HEALTHD_WORKER_THREADS", "none\u{1b}[2J"),
+        ],
+    );
+    let stderr = crate::helpers::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("MCP_HEALTHD_WORKER_THREADS must be a whole number")
+            && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+}
