@@ -38,7 +38,7 @@ use crate::observe::telemetry::LevelHandle;
 use crate::pipeline::monitor::{Feeds, Monitor};
 use crate::pipeline::outside;
 use crate::pipeline::writer::Writer;
-use crate::registry::{self, RegistryRow};
+use crate::registry;
 use crate::store::{self, Pending, db, spill};
 use running::Running;
 use signals::Signal;
@@ -98,7 +98,7 @@ struct Daemon {
     /// The monitor's feeds: maintenance windows and canaries.
     feeds: Vec<Task>,
     writer: Task,
-    registry_changes: mpsc::Receiver<Vec<RegistryRow>>,
+    registry_changes: mpsc::Receiver<registry::Rows>,
     members: watch::Receiver<cluster::Beat>,
 }
 
@@ -110,7 +110,7 @@ impl Daemon {
         let me = member(&config);
         let joined = join_cluster(&pool, &me, &config).await?;
         replay_spilled(&pool, &config, &me.instance).await;
-        let rows = db::deadline(limit, registry::load_available(&pool)).await?;
+        let rows = Arc::new(db::deadline(limit, registry::load_available(&pool)).await?);
         let states = db::deadline(limit, store::load_states(&pool)).await?;
         let stats = Arc::new(Stats::new(config.probe.interval + config.probe.timeout));
         let (config_tx, config_rx) = watch::channel(config.clone());
@@ -170,7 +170,7 @@ impl Daemon {
             config_tx,
             services_tx,
             reports,
-            rows: Vec::new(),
+            rows: Arc::default(),
             changes,
             stats,
             pool,

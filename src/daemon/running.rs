@@ -22,7 +22,7 @@ use crate::pipeline::scheduler::{Report, Scheduler};
 use crate::plan::health::ServiceState;
 use crate::plan::target::{Planned, plan};
 use crate::probe::Prober;
-use crate::registry::{self, RegistryRow};
+use crate::registry;
 use crate::store;
 
 pub struct Running {
@@ -46,8 +46,8 @@ pub struct Running {
     pub watcher: Task,
     pub http: Option<Task>,
     /// The whole available registry, owned by this daemon or not.
-    pub rows: Vec<RegistryRow>,
-    pub changes: mpsc::Sender<Vec<RegistryRow>>,
+    pub rows: registry::Rows,
+    pub changes: mpsc::Sender<registry::Rows>,
     pub stats: Arc<Stats>,
     pub pool: PgPool,
 }
@@ -66,7 +66,7 @@ impl Running {
     }
 
     /// Runs the services of `rows` this daemon owns among the live daemons.
-    pub fn apply_registry(&mut self, rows: Vec<RegistryRow>, event: &'static str) {
+    pub fn apply_registry(&mut self, rows: registry::Rows, event: &'static str) {
         let planned: Vec<Planned> = rows
             .iter()
             .filter(|r| self.checks(&r.service_type))
@@ -185,8 +185,8 @@ impl Running {
     pub fn start_watcher(
         pool: &PgPool,
         config: &Config,
-        rows: Vec<RegistryRow>,
-        changes: mpsc::Sender<Vec<RegistryRow>>,
+        rows: registry::Rows,
+        changes: mpsc::Sender<registry::Rows>,
     ) -> Task {
         let (pool, refresh) = (pool.clone(), config.registry.refresh_interval);
         let limit = store::db::call_limit(&config.database);

@@ -5,6 +5,8 @@
 
 pub mod import;
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
 pub use crate::plan::target::RegistryRow;
@@ -29,12 +31,15 @@ pub const CHANNEL: &str = "mcp_healthd_registry";
 /// connection is down). A refresh that fails keeps the last registry; the first failure of an
 /// outage is logged (`registry_refresh_failed`, warn) and so is the end of it
 /// (`registry_refresh_recovered`), not every refresh in between. Runs until `stop`.
+/// The available rows as last loaded, shared by the watcher and the daemon (one copy).
+pub type Rows = Arc<Vec<RegistryRow>>;
+
 pub async fn watch(
     pool: PgPool,
     refresh: std::time::Duration,
     limit: std::time::Duration,
-    changes: tokio::sync::mpsc::Sender<Vec<RegistryRow>>,
-    mut last: Vec<RegistryRow>,
+    changes: tokio::sync::mpsc::Sender<Rows>,
+    mut last: Rows,
     stop: tokio_util::sync::CancellationToken,
 ) {
     use sqlx::postgres::PgListener;
@@ -75,10 +80,10 @@ pub async fn watch(
         let loaded = crate::store::db::deadline(limit, load_available(&pool)).await;
         log_outage(&mut failing, loaded.as_ref().err());
         if let Ok(rows) = loaded
-            && rows != last
+            && rows != *last
         {
-            last = rows.clone();
-            if changes.send(rows).await.is_err() {
+            last = Arc::new(rows);
+            if changes.send(last.clone()).await.is_err() {
                 return;
             }
         }
