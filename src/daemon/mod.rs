@@ -106,6 +106,9 @@ impl Daemon {
     /// Reads back every service's state and the registry, joins the cluster, and starts the
     /// pipeline, the job scheduler and the HTTP endpoint.
     async fn start(config: Arc<Config>, pool: PgPool) -> anyhow::Result<Self> {
+        // Before any check: the check path keeps its metric handles, and a handle taken
+        // before the recorder is there records nothing, even once a reload turns on /metrics.
+        crate::observe::metrics::install()?;
         let limit = db::call_limit(&config.database);
         let me = member(&config);
         let joined = join_cluster(&pool, &me, &config).await?;

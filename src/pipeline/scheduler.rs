@@ -227,7 +227,7 @@ impl Scheduler {
     /// Stops scheduling at once; the returned future gives in-flight checks `grace` to finish,
     /// then abandons them.
     pub fn stop(self, grace: Duration) -> impl Future<Output = ()> + Send + 'static {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         shared.stop.cancel();
         shared.checks.close();
         async move {
@@ -243,6 +243,14 @@ impl Scheduler {
                 shared.checks.wait().await;
             }
         }
+    }
+}
+
+/// A scheduler dropped without `stop` (a reload that failed after building it) ends its
+/// driver: nothing else would, and the driver holds the reports channel open.
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
     }
 }
 
@@ -277,6 +285,11 @@ async fn drive(shared: Arc<Shared>) {
             // Written once the check is certain, for a scheduler that takes this one over.
             let started = {
                 let mut state = shared.state();
+                // Stopped meanwhile (on another thread): a successor has read the last slots
+                // and plans this one; and `checks` may be closed already.
+                if shared.stop.is_cancelled() {
+                    return;
+                }
                 match state.entries.get_mut(&*service) {
                     Some(entry) if entry.generation == generation => {
                         entry.last = Some(LastSlot {

@@ -179,3 +179,16 @@ async fn a_stopped_scheduler_starts_no_check() {
     sleep(s(30)).await;
     assert_eq!(log.lock().unwrap().len(), before);
 }
+
+/// A scheduler dropped without `stop` (a reload that failed after building it) lets go of the
+/// reports channel, so the monitor still sees the end of the checks at shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_scheduler_lets_go_of_the_reports() {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut scheduler = scheduler(s(10), tx);
+    scheduler.apply(services("x"));
+    sleep(s(15)).await;
+    drop(scheduler);
+    let drained = tokio::time::timeout(s(60), async { while rx.recv().await.is_some() {} }).await;
+    assert!(drained.is_ok(), "the reports channel is still held");
+}

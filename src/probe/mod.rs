@@ -274,6 +274,7 @@ impl Prober {
         hop: &Hop,
         tls_not_after: &mut Option<DateTime<Utc>>,
     ) -> Result<Reply, Outcome> {
+        *tls_not_after = None; // the final hop's, never an earlier one's
         let wants_body = |status, location: Option<&str>| {
             hop.method != reqwest::Method::HEAD
                 && (self.follow_redirects == 0 || redirect::next(hop, status, location).is_none())
@@ -281,7 +282,6 @@ impl Prober {
         let own_origin = hop.is_target_origin(target);
         let headers: &[(String, String)] = if own_origin { &target.headers } else { &[] };
         if plain::eligible(&hop.url) && (!own_origin || plain::eligible(&target.url)) {
-            *tls_not_after = None;
             return plain::fetch(
                 &hop.url,
                 &hop.method,

@@ -20,6 +20,9 @@ use url::Url;
 use super::classify::{Phase, classify_hyper};
 use super::{ErrorKind, Outcome, Reply};
 
+/// How long a connection attempt may take before the next address is tried.
+const FALLBACK_AFTER: std::time::Duration = std::time::Duration::from_millis(300);
+
 const USER_AGENT: HeaderValue =
     HeaderValue::from_static(concat!("mcp-healthd/", env!("CARGO_PKG_VERSION")));
 
@@ -81,44 +84,49 @@ pub(super) async fn fetch(
     }
 }
 
-/// The request line and headers a hop sends: the same as reqwest's (Host, User-Agent,
-/// Accept), then the target's own headers.
+/// The request line and headers a hop sends: the target's own headers, then, where it set
+/// none of them, reqwest's defaults (Host, User-Agent, Accept), so a row's `Host` or
+/// `User-Agent` replaces the default rather than doubling it.
 fn request(
     url: &Url,
     method: &Method,
     headers: &[(String, String)],
 ) -> Result<Request<Empty<Bytes>>, Outcome> {
+    let invalid = |what: String| Outcome::failure(ErrorKind::InvalidTarget, what);
     let path_and_query = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
     let mut request = Request::builder()
         .method(method.clone())
         .uri(path_and_query)
-        .header(header::HOST, host)
-        .header(header::USER_AGENT, USER_AGENT)
-        .header(header::ACCEPT, HeaderValue::from_static("*/*"));
-    if method == Method::POST {
-        request = request.header(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    }
+        .body(Empty::new())
+        .map_err(|e| invalid(e.to_string()))?;
+    let sent = request.headers_mut();
     for (name, value) in headers {
         // Checked when the target was planned; never echoed (a value can be a secret).
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) else {
-            return Err(Outcome::failure(
-                ErrorKind::InvalidTarget,
-                format!("header {name:?} cannot be sent"),
-            ));
+            return Err(invalid(format!("header {name:?} cannot be sent")));
         };
-        request = request.header(name, value);
+        sent.append(name, value);
     }
-    request
-        .body(Empty::new())
-        .map_err(|e| Outcome::failure(ErrorKind::InvalidTarget, e.to_string()))
+    let host = HeaderValue::from_str(host).map_err(|_| invalid(format!("host {host:?}")))?;
+    sent.entry(header::HOST).or_insert(host);
+    sent.entry(header::USER_AGENT).or_insert(USER_AGENT);
+    sent.entry(header::ACCEPT)
+        .or_insert(HeaderValue::from_static("*/*"));
+    if method == Method::POST {
+        sent.entry(header::CONTENT_LENGTH)
+            .or_insert(HeaderValue::from_static("0"));
+    }
+    Ok(request)
 }
 
 /// A connected socket to the URL's host: an address as it is, a name through the system's
-/// resolver, its addresses tried in turn.
+/// resolver, its addresses tried in turn. Every address but the last gets [`FALLBACK_AFTER`]:
+/// an IPv6 route that drops packets must not cost the check when IPv4 answers (reqwest's
+/// connector falls back after the same delay).
 async fn connect(url: &Url) -> Result<TcpStream, Outcome> {
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match url.host() {
@@ -131,8 +139,16 @@ async fn connect(url: &Url) -> Result<TcpStream, Outcome> {
         None => return Err(Outcome::failure(ErrorKind::InvalidTarget, "no host")),
     };
     let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
+    let count = addrs.len();
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let attempt = TcpStream::connect(addr);
+        let connected = match i + 1 < count {
+            true => tokio::time::timeout(FALLBACK_AFTER, attempt)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            false => attempt.await,
+        };
+        match connected {
             // No TCP_NODELAY: the request goes out in one write, which Nagle never holds back
             // (a system call per check saved).
             Ok(stream) => return Ok(stream),

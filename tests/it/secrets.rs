@@ -269,3 +269,26 @@ async fn row_headers_and_credentials_do_not_follow_a_redirect_to_another_origin(
         }
     }
 }
+
+/// A row's own `Host` or `User-Agent` replaces the default, never doubles it: a server answers
+/// a request with two `Host` headers with 400 (the plain-http path builds its own request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_header_replaces_the_default_of_the_same_name() {
+    let db = TestDb::migrated().await;
+    let server = Recorder::spawn(|_, _| (200, String::new())).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let headers = json!({"health": {"headers": {"Host": "api.internal", "User-Agent": "probe/1"}}});
+    insert_row(&db, "vhost", 1, Some(&base), "/h", headers).await;
+
+    let out = healthd(&["check", "--json"], &[("DATABASE_URL", db.url.expose())]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let head = &server.heads_for("/h")[0];
+    let count = |name: &str| {
+        head.lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .count()
+    };
+    assert_eq!((count("host"), count("user-agent")), (1, 1), "{head}");
+    assert_eq!(header(head, "host"), Some("api.internal"), "{head}");
+    assert_eq!(header(head, "user-agent"), Some("probe/1"), "{head}");
+}
