@@ -38,12 +38,17 @@ async fn flush(db: &TestDb, now: DateTime<Utc>, checks: &[(DateTime<Utc>, bool)]
     for &(t, ok) in checks {
         batch.record("svc", &ServiceState::default(), &check(t, ok));
     }
+    flush_batch(db, now, &batch).await;
+}
+
+/// Flushes `batch` at `now`, as the writer would.
+async fn flush_batch(db: &TestDb, now: DateTime<Utc>, batch: &Pending) {
     let ctx = FlushContext {
         uptime_window: WINDOW,
         check_interval: Duration::from_secs(10),
         checked_by: "test",
     };
-    store::flush(&db.pool, uuid::Uuid::new_v4(), &batch, &ctx, now)
+    store::flush(&db.pool, uuid::Uuid::new_v4(), batch, &ctx, now)
         .await
         .unwrap();
 }
@@ -167,14 +172,7 @@ async fn a_reclassified_failure_counts_at_the_next_flush() {
     let mut batch = Pending::default();
     batch.reclassify_failure("svc", at(10, 10, 0));
     batch.record("svc", &ServiceState::default(), &check(at(10, 10, 3), true));
-    let ctx = FlushContext {
-        uptime_window: WINDOW,
-        check_interval: Duration::from_secs(10),
-        checked_by: "test",
-    };
-    store::flush(&db.pool, uuid::Uuid::new_v4(), &batch, &ctx, at(10, 10, 3))
-        .await
-        .unwrap();
+    flush_batch(&db, at(10, 10, 3), &batch).await;
     flush(&db, at(10, 10, 4), &[(at(10, 10, 4), true)]).await;
     assert_exact(&db, at(10, 10, 4), 100.0, "the failure is inconclusive now").await;
 }
